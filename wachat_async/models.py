@@ -1,0 +1,300 @@
+"""What the API gives back: frozen, slotted attrs classes and open enums.
+
+Models that stand for a whole response or list item keep the JSON they were built from in
+``raw`` (not part of ``repr`` or equality), so fields the API adds later stay reachable.
+Where the API repeats itself (``state``/``status``, ``profilePictureUrl``/``profilePicUrl``,
+``apiInstanceName``/``internalName``) a model exposes one attribute and reads either key.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self
+
+import attrs
+
+from . import qr as _qr
+
+logger = logging.getLogger("wachat_async")
+
+__all__ = [
+    "ConnectionState",
+    "CreateSpec",
+    "CreatedInstance",
+    "Instance",
+    "InstanceInfo",
+    "InstanceRef",
+    "InstanceState",
+    "Integration",
+    "ListRow",
+    "ListSection",
+    "MediaType",
+    "QrCode",
+    "QrImage",
+    "ReplyButton",
+    "SendResult",
+    "Webhook",
+    "WebhookEventType",
+]
+
+#: Field metadata key: other JSON keys that carry the same value when the main key is absent.
+ALIASES = "wachat_aliases"
+#: Field metadata key: the field is set by the client, never read from the JSON.
+LOCAL = "wachat_local"
+
+
+def _aliases(*keys: str) -> dict[str, tuple[str, ...]]:
+    return {ALIASES: keys}
+
+
+_unknown_seen: set[tuple[str, str]] = set()
+
+
+class OpenEnum(enum.StrEnum):
+    """A string enum that keeps values it does not know instead of failing.
+
+    ``ConnectionState("pairing")`` returns a member whose ``value`` is ``"pairing"``; it is not
+    equal to any declared member. A warning is logged once per unknown value.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper().replace("-", "_").replace(".", "_")
+        member._value_ = value
+        if (cls.__name__, value) not in _unknown_seen:
+            _unknown_seen.add((cls.__name__, value))
+            logger.warning("unknown %s value %r kept as is", cls.__name__, value)
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        return self._value_ in type(self)._value2member_map_
+
+
+class Integration(OpenEnum):
+    WHATSAPP_BAILEYS = "WHATSAPP-BAILEYS"
+    WHATSAPP_BUSINESS = "WHATSAPP-BUSINESS"
+
+
+class ConnectionState(OpenEnum):
+    OPEN = "open"
+    CONNECTING = "connecting"
+    CLOSE = "close"
+
+
+class MediaType(OpenEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    AUDIO = "audio"
+
+
+class WebhookEventType(OpenEnum):
+    ALL = "*"
+    MESSAGES_UPSERT = "messages.upsert"
+    MESSAGES_UPDATE = "messages.update"
+    CONTACTS_UPDATE = "contacts.update"
+    CHATS_UPDATE = "chats.update"
+    QRCODE_UPDATED = "qrcode.updated"
+    CONNECTION_UPDATE = "connection.update"
+
+
+@attrs.frozen
+class QrCode:
+    """A QR code to scan with WhatsApp. Codes expire: ask ``instances.qr(name)`` for a fresh one."""
+
+    pairing_code: str | None = None
+    #: The raw QR payload (what the QR encodes).
+    code: str | None = None
+    #: ``data:image/png;base64,...`` URI, usable as an ``<img src>``.
+    base64: str | None = attrs.field(default=None, repr=False)
+    image_url: str | None = None
+    live_url: str | None = None
+    #: How many codes have been issued for this instance so far.
+    count: int | None = None
+
+    def png_bytes(self) -> bytes:
+        """The PNG image, decoded from ``base64``."""
+        if self.base64 is None:
+            raise ValueError("This QR code carries no image (qrcode.base64 is null).")
+        return _qr.decode_data_uri(self.base64)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the PNG image to ``path``."""
+        _qr.save_png(self.png_bytes(), path)
+
+
+@attrs.frozen
+class Instance:
+    """An instance as the create call describes it."""
+
+    #: Unique name for every later API call (``t1_mq9r2jov_jakarta_store``).
+    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    id: int | None = None
+    #: The friendly name you chose (shown in the Wachat dashboard).
+    instance_name: str | None = None
+    display_name: str | None = None
+    #: Same value as ``api_instance_name``, as the API returns it.
+    internal_name: str | None = None
+    number: str | None = None
+    integration: Integration | None = None
+
+
+@attrs.frozen
+class CreatedInstance:
+    """Result of ``instances.create``."""
+
+    instance: Instance
+    #: None for WHATSAPP-BUSINESS, or when the QR could not be fetched (see ``qr_error``).
+    qrcode: QrCode | None = None
+    #: Set when the instance was created but its QR code could not be fetched.
+    qr_error: str | None = None
+    success: bool = True
+    #: True when the create's response was lost and the instance was found by reconciliation.
+    reconciled: bool = attrs.field(default=False, metadata={LOCAL: True})
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen
+class QrImage:
+    """Result of ``instances.create_qr_image``: the QR as PNG bytes and the two names."""
+
+    png: bytes = attrs.field(repr=False)
+    instance_name: str | None
+    api_instance_name: str
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        _qr.save_png(self.png, path)
+
+
+@attrs.frozen
+class InstanceState:
+    """Result of ``instances.state``: the connection state plus profile data when connected."""
+
+    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    state: ConnectionState
+    instance_name: str | None = None
+    profile_name: str | None = None
+    profile_picture_url: str | None = attrs.field(default=None, metadata=_aliases("profilePicUrl"))
+    number: str | None = None
+    owner: str | None = None
+    integration: Integration | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state is ConnectionState.OPEN
+
+
+@attrs.frozen
+class InstanceInfo:
+    """One item of ``instances.list``."""
+
+    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    id: int | None = None
+    instance_name: str | None = None
+    display_name: str | None = None
+    internal_name: str | None = None
+    state: ConnectionState | None = attrs.field(default=None, metadata=_aliases("status"))
+    is_connected: bool | None = None
+    number: str | None = None
+    profile_name: str | None = None
+    profile_picture_url: str | None = attrs.field(default=None, metadata=_aliases("profilePicUrl"))
+    owner: str | None = None
+    integration: Integration | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen
+class InstanceRef:
+    """The instance a webhook is bound to."""
+
+    api_instance_name: str | None = attrs.field(default=None, metadata=_aliases("internalName"))
+    instance_name: str | None = None
+    display_name: str | None = None
+    internal_name: str | None = None
+
+
+@attrs.frozen
+class Webhook:
+    id: int | None = None
+    name: str | None = None
+    url: str | None = None
+    events: list[WebhookEventType] = attrs.field(factory=list)
+    enabled: bool | None = None
+    #: Masked by the API when listing (``whsec_••••abcdef``); never shown in ``repr``.
+    secret: str | None = attrs.field(default=None, repr=False)
+    #: None when the webhook covers every instance.
+    instance: InstanceRef | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen
+class SendResult:
+    """A message accepted (queued) for delivery. The body is undocumented: ``raw`` keeps it."""
+
+    status_code: int
+    success: bool | None = None
+    message: str | None = None
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+
+
+@attrs.frozen
+class ListRow:
+    title: str
+    description: str | None = None
+    row_id: str | None = None
+
+
+@attrs.frozen
+class ListSection:
+    title: str
+    rows: Sequence[ListRow] = attrs.field(converter=tuple)
+
+
+@attrs.frozen
+class ReplyButton:
+    """A quick-reply button for ``messages.send_buttons`` (experimental)."""
+
+    id: str
+    text: str
+
+
+@attrs.frozen
+class CreateSpec:
+    """Everything ``instances.create`` accepts, as one value (a CSV row, a bulk item)."""
+
+    instance_name: str
+    number: str | None = None
+    integration: Integration | str | None = None
+    reject_calls: bool | None = None
+    ignore_groups: bool | None = None
+    always_online: bool | None = None
+    read_messages: bool | None = None
+    read_status: bool | None = None
+    meta_token: str | None = attrs.field(default=None, repr=False)
+    meta_business_id: str | None = None
+    meta_phone_number_id: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a mapping with snake_case keys; unknown keys are an error."""
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise TypeError(f"unknown create field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False)

@@ -1,0 +1,154 @@
+"""Scriptable faults for :class:`~wachat_async.testing.FakeWachat`."""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+
+import attrs
+
+
+class FaultKind(enum.Enum):
+    #: Answer with ``status`` (and ``Retry-After``) without processing the request.
+    STATUS = "status"
+    #: Wait ``delay`` seconds, then process and answer normally.
+    DELAY = "delay"
+    #: Close the connection before processing: nothing happened.
+    DROP_BEFORE = "drop_before"
+    #: Process the request, then close the connection without answering.
+    DROP_AFTER = "drop_after"
+    #: Process, then answer with the right status and a body that is not valid JSON.
+    MALFORMED = "malformed"
+    #: Process, then send only half of the body and close the connection.
+    TRUNCATED = "truncated"
+    #: Process, then answer with an HTML body and ``text/html``.
+    WRONG_CONTENT_TYPE = "wrong_content_type"
+
+    @property
+    def processes(self) -> bool:
+        """Whether the server really does the work when this fault hits."""
+        return self not in (FaultKind.STATUS, FaultKind.DROP_BEFORE)
+
+
+@attrs.frozen
+class Fault:
+    """One misbehaviour. Build with the class methods: ``Fault.status(503, retry_after=1)``."""
+
+    kind: FaultKind
+    status_code: int = 503
+    #: ``Retry-After`` header value for STATUS faults (seconds, or an HTTP date string).
+    retry_after: float | str | None = None
+    #: ``retry-after-ms`` header value for STATUS faults.
+    retry_after_ms: float | None = None
+    delay: float = 0.0
+    message: str | None = None
+
+    @classmethod
+    def status(
+        cls,
+        status_code: int,
+        *,
+        retry_after: float | str | None = None,
+        retry_after_ms: float | None = None,
+        message: str | None = None,
+    ) -> Fault:
+        return cls(
+            FaultKind.STATUS,
+            status_code=status_code,
+            retry_after=retry_after,
+            retry_after_ms=retry_after_ms,
+            message=message,
+        )
+
+    @classmethod
+    def slow(cls, delay: float) -> Fault:
+        return cls(FaultKind.DELAY, delay=delay)
+
+    @classmethod
+    def drop_before(cls) -> Fault:
+        return cls(FaultKind.DROP_BEFORE)
+
+    @classmethod
+    def drop_after(cls) -> Fault:
+        return cls(FaultKind.DROP_AFTER)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        return cls(FaultKind.MALFORMED)
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        return cls(FaultKind.TRUNCATED)
+
+    @classmethod
+    def wrong_content_type(cls) -> Fault:
+        return cls(FaultKind.WRONG_CONTENT_TYPE)
+
+
+@attrs.define
+class _Rule:
+    fault: Fault
+    path: str | None
+    method: str | None
+    remaining: int | None  # None: forever
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.path is None or self.path == path) and (
+            self.method is None or self.method == method
+        )
+
+
+@attrs.define
+class _Chaos:
+    rate: float
+    faults: Sequence[Fault]
+    rng: random.Random
+    path: str | None
+    method: str | None
+
+
+class FaultPlan:
+    """Which requests misbehave: scripted rules first (in order added), then random chaos."""
+
+    def __init__(self) -> None:
+        self._rules: list[_Rule] = []
+        self._chaos: _Chaos | None = None
+
+    def add(self, fault: Fault, *, path: str | None, method: str | None, times: int | None) -> None:
+        self._rules.append(_Rule(fault, path, method.upper() if method else None, times))
+
+    def chaos(
+        self,
+        rate: float,
+        faults: Sequence[Fault],
+        *,
+        seed: int,
+        path: str | None,
+        method: str | None,
+    ) -> None:
+        self._chaos = _Chaos(
+            rate, list(faults), random.Random(seed), path, method.upper() if method else None
+        )
+
+    def clear(self) -> None:
+        self._rules.clear()
+        self._chaos = None
+
+    def take(self, method: str, path: str) -> Fault | None:
+        for rule in self._rules:
+            if rule.matches(method, path):
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+                return rule.fault
+        chaos = self._chaos
+        if (
+            chaos
+            and (chaos.path is None or chaos.path == path)
+            and (chaos.method is None or chaos.method == method)
+            and chaos.rng.random() < chaos.rate
+        ):
+            return chaos.rng.choice(chaos.faults)
+        return None

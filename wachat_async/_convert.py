@@ -26,7 +26,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from . import _json
 from ._http import RawResponse
 from .errors import ResponseValidationError
-from .models import ALIASES, LOCAL, OpenEnum
+from .models import ALIASES, LOCAL, NonEmptyStr, OpenEnum
 
 T = TypeVar("T")
 
@@ -61,6 +61,14 @@ def _structure_enum(value: Any, cls: type[OpenEnum]) -> OpenEnum:
     return cls(value)
 
 
+def _structure_non_empty(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected string, got {_json_type(value)}")
+    if not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
+
+
 def _structure_datetime(value: Any, _: Any) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected date-time string, got {_json_type(value)}")
@@ -92,6 +100,7 @@ def _build_converter() -> cattrs.Converter:
     conv.register_structure_hook(datetime, _structure_datetime)
     # More specific than ``str`` for singledispatch, so enum fields do not fall to the str hook.
     conv.register_structure_hook(OpenEnum, _structure_enum)
+    conv.register_structure_hook(NonEmptyStr, _structure_non_empty)
 
     def strict_list(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
         base = list_structure_factory(type_, converter)

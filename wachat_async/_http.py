@@ -168,10 +168,16 @@ class Transport:
             if self._closed:
                 raise RuntimeError("This Wachat client is closed; create a new one.")
             # Created here, inside the running loop, as aiohttp requires.
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_limit),
                 raise_for_status=False,
             )
+            # aiohttp quietly resends an idempotent request once when a pooled connection drops.
+            # Every resend must go through the retry policy (counted, logged, and a DELETE's 404
+            # after a lost response read as success), so turn that off on sessions we own.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session = session
         return self._session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, NewType, Self
 
 import attrs
 
@@ -45,6 +45,9 @@ __all__ = [
 ALIASES = "wachat_aliases"
 #: Field metadata key: the field is set by the client, never read from the JSON.
 LOCAL = "wachat_local"
+
+#: A string that must not be empty: the API names every later call takes.
+NonEmptyStr = NewType("NonEmptyStr", str)
 
 
 def _aliases(*keys: str) -> dict[str, tuple[str, ...]]:
@@ -136,7 +139,7 @@ class Instance:
     """An instance as the create call describes it."""
 
     #: Unique name for every later API call (``t1_mq9r2jov_jakarta_store``).
-    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    api_instance_name: NonEmptyStr = attrs.field(metadata=_aliases("internalName"))
     id: int | None = None
     #: The friendly name you chose (shown in the Wachat dashboard).
     instance_name: str | None = None
@@ -178,7 +181,7 @@ class QrImage:
 class InstanceState:
     """Result of ``instances.state``: the connection state plus profile data when connected."""
 
-    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    api_instance_name: NonEmptyStr = attrs.field(metadata=_aliases("internalName"))
     state: ConnectionState
     instance_name: str | None = None
     profile_name: str | None = None
@@ -197,7 +200,7 @@ class InstanceState:
 class InstanceInfo:
     """One item of ``instances.list``."""
 
-    api_instance_name: str = attrs.field(metadata=_aliases("internalName"))
+    api_instance_name: NonEmptyStr = attrs.field(metadata=_aliases("internalName"))
     id: int | None = None
     instance_name: str | None = None
     display_name: str | None = None

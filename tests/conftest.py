@@ -1,0 +1,42 @@
+"""Shared fixtures: a fake Wachat server on loopback and clients pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from wachat_async import AsyncWachat, RetryPolicy
+from wachat_async.testing import FakeWachat
+
+KEY = "test-key-0123456789abcdef"
+
+#: Retries that keep their shape (full jitter, caps, Retry-After) but wait milliseconds.
+FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, total_budget=30.0)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeWachat]:
+    async with FakeWachat(api_keys={KEY}, qr_pool=4) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def wa(server: FakeWachat) -> AsyncIterator[AsyncWachat]:
+    async with AsyncWachat(
+        KEY, base_url=server.base_url, retry_policy=FAST_RETRY, settle_delay=0.1, timeout=5.0
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def thread_server() -> Iterator[FakeWachat]:
+    with FakeWachat.in_thread(api_keys={KEY}, qr_pool=4) as fake:
+        yield fake
+
+
+async def no_other_tasks() -> list[asyncio.Task[object]]:
+    """Tasks still pending besides the current one (after giving callbacks a turn)."""
+    await asyncio.sleep(0)
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]

@@ -1,4 +1,4 @@
-"""POST /instance/create over real HTTP: every field, both response forms, every documented status."""
+"""POST /instance/create over real HTTP: every field, both answers, each documented status."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ async def test_create_returns_typed_instance_and_scannable_qr(
     qr = created.qrcode
     assert qr is not None
     assert qr.count == 1
-    assert qr.pairing_code is not None and len(qr.pairing_code) == 8
+    assert qr.pairing_code is not None
+    assert len(qr.pairing_code) == 8
     assert qr.image_url == f"{server.base_url}/instance/qr/image?instanceName={held.api_name}"
     png = qr.png_bytes()
     assert png.startswith(PNG_SIGNATURE)
@@ -117,7 +118,8 @@ async def test_created_but_qr_not_fetched_is_success(wa: AsyncWachat, server: Fa
     created = await wa.instances.create("no_qr_yet")
     assert created.success is True
     assert created.qrcode is None
-    assert created.qr_error and "could not be fetched" in created.qr_error
+    assert created.qr_error
+    assert "could not be fetched" in created.qr_error
     assert server.count_instances("no_qr_yet") == 1
 
 

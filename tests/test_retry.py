@@ -73,7 +73,8 @@ async def test_create_under_each_fault_never_duplicates(
     assert server.count_instances(label) == 1
     assert created.instance.api_instance_name == server.instance(label).api_name
     assert created.reconciled is (outcome == "reconciled")
-    assert created.qrcode is not None and created.qrcode.code == server.instance(label).qr_code
+    assert created.qrcode is not None
+    assert created.qrcode.code == server.instance(label).qr_code
     creates = server.stats["requests POST /instance/create"]
     assert creates == (1 if processed else 2)  # resent only when it proved nothing happened
 
@@ -261,8 +262,10 @@ async def test_each_retry_is_logged_with_its_class(
         await wa.instances.list()
     retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
     assert len(retries) == 1
-    assert "instances.list" in retries[0] and "attempt 1" in retries[0]
-    assert "throttled" in retries[0] and "waiting" in retries[0]
+    assert "instances.list" in retries[0]
+    assert "attempt 1" in retries[0]
+    assert "throttled" in retries[0]
+    assert "waiting" in retries[0]
 
 
 async def test_reconciliation_that_finds_two_candidates_refuses_to_guess(

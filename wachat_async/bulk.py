@@ -308,7 +308,7 @@ async def _reconcile_earlier_run(
     settings = instances._client.settings
     started = entry.started_at or 0.0
     call = Call("instances.create", "POST", "/instance/create", json={"instanceName": friendly})
-    found = await instances.find_created(
+    found = await instances._find_created(
         friendly,
         since=started,
         settle_until=started + settings.timeout + settings.settle_delay,

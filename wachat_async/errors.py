@@ -14,7 +14,7 @@
     │   └── ServerError              5xx
     │       └── UpstreamError        502
     ├── APIConnectionError                       no usable response arrived
-    │   └── APITimeoutError
+    │   └── APITimeoutError (also TimeoutError)
     ├── ResponseValidationError                  a success response that does not decode
     ├── OutcomeUnknownError                      a create or send may or may not have happened
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
@@ -163,8 +163,8 @@ class APIConnectionError(WachatError):
         super().__init__(f"{message} ({method} {path})" if method else message)
 
 
-class APITimeoutError(APIConnectionError):
-    """The request timed out."""
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """The request timed out (also a :class:`TimeoutError`)."""
 
 
 class ResponseValidationError(WachatError):

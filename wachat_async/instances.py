@@ -189,7 +189,7 @@ class AsyncInstances:
                     request=call,
                     cause=error,
                 ) from error
-            found = await self.find_created(
+            found = await self._find_created(
                 friendly,
                 since=started,
                 settle_until=time.time() + self._client.settings.settle_delay,
@@ -209,7 +209,7 @@ class AsyncInstances:
 
         return reconcile
 
-    async def find_created(
+    async def _find_created(
         self,
         friendly: str,
         *,

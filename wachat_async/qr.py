@@ -67,7 +67,7 @@ def render_terminal(payload: str, *, border: int = 2) -> str:
         raise ImportError(
             "Rendering a QR needs the 'qr' extra: pip install 'wachat-async[qr]'"
         ) from None
-    matrix = [list(row) for row in segno.make(payload, error="l").matrix]
+    matrix = [list(row) for row in segno.make_qr(payload, error="l").matrix]
     size = len(matrix)
     quiet = [[False] * (size + 2 * border) for _ in range(border)]
     rows = (

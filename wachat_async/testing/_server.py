@@ -85,7 +85,7 @@ def render_qr_png(payload: str) -> bytes:
             "FakeWachat renders real QR codes with segno: pip install 'wachat-async[testing]'"
         ) from None
     out = io.BytesIO()
-    segno.make(payload, error="l").save(out, kind="png", scale=4, border=4)
+    segno.make_qr(payload, error="l").save(out, kind="png", scale=4, border=4)
     return out.getvalue()
 
 

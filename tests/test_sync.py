@@ -25,6 +25,7 @@ from wachat_async import (
     EventLoopBlockingWarning,
     NotFoundError,
     OutcomeUnknownError,
+    ServerError,
     Wachat,
     sync,
 )
@@ -159,9 +160,9 @@ def test_with_options_shares_the_session(thread_server: FakeWachat) -> None:
     thread_server.inject(Fault.status(503), path="/instance/list", times=None)
     with client(thread_server, max_retries=2) as wa:
         quick = wa.with_options(max_retries=0)
-        with pytest.raises(Exception) as info:
+        with pytest.raises(ServerError) as info:
             quick.instances.list()
-        assert info.value.attempts == 1  # type: ignore[attr-defined]
+        assert info.value.attempts == 1
         assert quick._async._transport is wa._async._transport
         quick.close()  # a derived client closes nothing
         assert not wa.closed

@@ -143,7 +143,9 @@ async def test_wait_until_connected_hands_over_each_new_qr(server: FakeWachat) -
             name, poll_interval=0.1, on_qr=on_qr, timeout=10
         )
         assert state.is_connected
-        assert [q.count for q in seen_async] == [seen_async[0].count + i for i in range(3)]
+        first = seen_async[0].count
+        assert first is not None
+        assert [q.count for q in seen_async] == [first + i for i in range(3)]
         assert len({q.code for q in seen_async}) == 3
 
         other = await new_instance(wa, "never_scanned")

@@ -14,6 +14,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,10 +38,10 @@ from wachat_async.webhooks import AsyncWebhooks
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def client(server: FakeWachat, **options: object) -> Wachat:
+def client(server: FakeWachat, **options: Any) -> Wachat:
     return Wachat(
         KEY, base_url=server.base_url, retry_policy=FAST_RETRY, settle_delay=0.1, **options
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_same_operations_results_and_errors(thread_server: FakeWachat) -> None:

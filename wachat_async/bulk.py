@@ -12,6 +12,7 @@ other part of the spec.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import (
@@ -96,7 +97,7 @@ class JournalEntry:
 class Journal:
     """The provisioning journal: one SQLite row per friendly instance name."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -181,6 +182,8 @@ def _as_spec(spec: SpecInput) -> CreateSpec:
     if isinstance(spec, CreateSpec):
         return spec
     if isinstance(spec, Mapping):
+        if not spec.get("instance_name"):
+            raise InvalidRequestError("instance_name is required")
         try:
             return CreateSpec.from_mapping(spec)
         except TypeError as exc:
@@ -196,7 +199,7 @@ async def provision(
     *,
     concurrency: int,
     rate_limit: float | None,
-    journal: str | Path | None,
+    journal: str | os.PathLike[str] | None,
     on_progress: Callable[[ProvisionProgress], None] | None,
 ) -> AsyncIterator[ProvisionResult]:
     """The engine behind ``instances.create_many`` (see there)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import inspect
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -154,7 +155,7 @@ class AsyncInstances:
         *,
         concurrency: int = 8,
         rate_limit: float | None = None,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | None = None,
         on_progress: Callable[[ProvisionProgress], None] | None = None,
     ) -> AsyncIterator[ProvisionResult]:
         """Create many instances, streaming a :class:`~wachat_async.bulk.ProvisionResult` each.

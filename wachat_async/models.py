@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NewType, Self
 
@@ -260,10 +260,14 @@ class ListRow:
     row_id: str | None = None
 
 
+def _row_tuple(rows: Iterable[ListRow]) -> tuple[ListRow, ...]:
+    return tuple(rows)
+
+
 @attrs.frozen
 class ListSection:
     title: str
-    rows: Sequence[ListRow] = attrs.field(converter=tuple)
+    rows: tuple[ListRow, ...] = attrs.field(converter=_row_tuple)
 
 
 @attrs.frozen

@@ -1,0 +1,7 @@
+"""``python -m wachat_async``: the wachat command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

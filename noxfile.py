@@ -1,0 +1,75 @@
+"""Sessions: tests (each supported Python found here), lint, typecheck, bench.
+
+python3 -m nox                 # tests + lint + typecheck
+python3 -m nox -s bench        # benchmarks (writes benchmarks/results.json)
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+SUPPORTED = ("3.11", "3.12", "3.13")
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "pytest-timeout",
+    "hypothesis",
+    "pyyaml",
+    "jsonschema",
+    "pillow",
+    "zxing-cpp",
+]
+
+
+def _runs(python: str) -> bool:
+    """True when ``python3.X`` starts (a pyenv shim exists even for versions it does not enable)."""
+    try:
+        return (
+            subprocess.run(
+                [f"python{python}", "-c", "pass"], capture_output=True, timeout=30, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+PYTHONS = [v for v in SUPPORTED if _runs(v)] or [SUPPORTED[0]]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[testing,cli]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    session.install(
+        "-e",
+        ".[testing,cli]",
+        *TEST_DEPS,
+        "mypy",
+        "types-jsonschema",
+        "types-PyYAML",
+        "types-requests",
+    )
+    session.run("mypy")
+
+
+@nox.session(python=PYTHONS[0])
+def bench(session: nox.Session) -> None:
+    session.install("-e", ".[testing]", "httpx", "requests")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -117,11 +117,10 @@ async def test_journal_reconciles_what_was_in_flight_when_the_run_died(
     wa: AsyncWachat, server: FakeWachat, tmp_path: Path
 ) -> None:
     path = tmp_path / "journal.sqlite"
-    log = Journal(path)
-    log.begin("landed", time.time())  # sent, created, then the process died
-    await wa.instances.create("landed")
-    log.begin("lost", time.time() - 3600)  # sent an hour ago, never reached the server
-    log.close()
+    with Journal(path) as log:
+        log.begin("landed", time.time())  # sent, created, then the process died
+        await wa.instances.create("landed")
+        log.begin("lost", time.time() - 3600)  # sent an hour ago, never reached the server
 
     results = await collect(wa, [CreateSpec("landed"), CreateSpec("lost")], journal=path)
     by_name = {r.instance_name: r for r in results}
@@ -133,7 +132,8 @@ async def test_journal_reconciles_what_was_in_flight_when_the_run_died(
     assert not by_name["lost"].created.reconciled
     assert server.count_instances("landed") == 1
     assert server.count_instances("lost") == 1
-    assert {e.state for e in Journal(path).entries()} == {"done"}
+    with Journal(path) as journal:
+        assert {e.state for e in journal.entries()} == {"done"}
 
 
 async def test_faults_leave_every_row_accounted_and_a_rerun_finishes(

@@ -453,6 +453,8 @@ class FakeWachat:
             self._rotate(inst)
 
     async def _rotate_expired_forever(self) -> None:
+        if self.qr_ttl == float("inf"):
+            return  # QR codes never expire (benchmarks): nothing to watch
         while True:
             await asyncio.sleep(min(1.0, self.qr_ttl / 2))
             for inst in list(self.instances.values()):

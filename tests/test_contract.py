@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import KEY
 from tests.contract import spec
-from wachat_async import AsyncWachat, ConflictError, ListRow, ListSection
+from wachat_async import (
+    AsyncWachat,
+    ConflictError,
+    CreatedInstance,
+    ListRow,
+    ListSection,
+    OutcomeUnknownError,
+    ResponseValidationError,
+    UnreadableOutcomeError,
+)
 from wachat_async.testing import Exchange, FakeWachat, Fault
 
 # Paths the spec does not know: the fake's stand-in for the unpublished logout.
@@ -154,3 +168,61 @@ def test_the_checker_itself_rejects_a_broken_body() -> None:
             spec.response_schema("POST", "/instance/create", 201, "application/json"),
             "create",
         )
+
+
+async def test_unreadable_create_answer_is_both_typed_errors_and_quick(server: FakeWachat) -> None:
+    server.inject(Fault.malformed(), path="/instance/create")
+    server.inject(Fault.status(404), path="/instance/list", times=None)  # cannot reconcile
+    async with AsyncWachat(KEY, base_url=server.base_url, settle_delay=30) as wa:
+        with pytest.raises(ResponseValidationError) as info:
+            await wa.instances.create("unreadable")
+    error = info.value
+    assert isinstance(error, UnreadableOutcomeError)
+    assert isinstance(error, OutcomeUnknownError)  # not resent
+    assert '{"success": true' in error.body
+    assert server.stats["requests POST /instance/create"] == 1
+    assert server.count_instances("unreadable") == 1
+
+
+@pytest.fixture
+async def spec_server() -> AsyncIterator[tuple[str, list[Any]]]:
+    """A server that answers create with whatever the test puts in the queue (no list route)."""
+    queue: list[Any] = []
+
+    async def create(request: web.Request) -> web.Response:
+        return web.json_response(queue.pop(0), status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/instance/create", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1", queue
+    finally:
+        await runner.cleanup()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_random_schema_valid_create_answers_over_http(
+    spec_server: tuple[str, list[Any]], data: st.DataObject
+) -> None:
+    base_url, queue = spec_server
+    body = data.draw(
+        spec.strategy(spec.response_schema("POST", "/instance/create", 201, "application/json"))
+    )
+    queue.append(body)
+    async with AsyncWachat(KEY, base_url=base_url, max_retries=0, settle_delay=0) as wa:
+        try:
+            created = await wa.instances.create("random")
+        except ResponseValidationError:
+            return
+    assert isinstance(created, CreatedInstance)
+    assert created.instance.api_instance_name

@@ -28,6 +28,11 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced."""
+    return text.replace(secret, REDACTED) if secret and secret in text else text
+
+
 @attrs.frozen
 class Settings:
     """Everything a client needs to talk to Wachat. The API key is never part of ``repr``."""
@@ -50,10 +55,6 @@ class Settings:
     @property
     def talks_to_loopback(self) -> bool:
         return is_loopback_host(urlsplit(self.base_url).hostname)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the API key replaced."""
-        return text.replace(self.api_key, REDACTED) if self.api_key in text else text
 
 
 def resolve_settings(

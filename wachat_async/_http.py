@@ -17,6 +17,7 @@ import attrs
 from multidict import CIMultiDictProxy
 
 from . import _json
+from ._config import redact
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -276,7 +277,7 @@ class Transport:
         )
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key in text else text
+        return redact(text, self._api_key)
 
     async def aclose(self) -> None:
         self._closed = True

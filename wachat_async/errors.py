@@ -17,6 +17,7 @@
     │   └── APITimeoutError (also TimeoutError)
     ├── ResponseValidationError                  a success response that does not decode
     ├── OutcomeUnknownError                      a create or send may or may not have happened
+    │   └── UnreadableOutcomeError (also ResponseValidationError)
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
     └── WebhookSignatureError                    an incoming delivery failed verification
 
@@ -47,6 +48,7 @@ __all__ = [
     "RateLimitError",
     "ResponseValidationError",
     "ServerError",
+    "UnreadableOutcomeError",
     "UpstreamError",
     "WachatError",
     "WaitTimeoutError",
@@ -202,6 +204,31 @@ class OutcomeUnknownError(WachatError):
         self.candidates = list(candidates)
         self.cause = cause
         super().__init__(message)
+
+
+class UnreadableOutcomeError(ResponseValidationError, OutcomeUnknownError):
+    """Wachat answered a create with success, but its answer could not be read and the instance
+    could not be identified by listing. Both a :class:`ResponseValidationError` (``field`` and
+    ``body`` say what was wrong) and an :class:`OutcomeUnknownError` (it was not resent)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None,
+        body: str,
+        status_code: int,
+        request: Call,
+        candidates: Sequence[Any] = (),
+        cause: BaseException | None = None,
+    ) -> None:
+        WachatError.__init__(self, message)  # both bases' fields are set here, once
+        self.field = field
+        self.body = body
+        self.status_code = status_code
+        self.request = request
+        self.candidates = list(candidates)
+        self.cause = cause
 
 
 class WaitTimeoutError(WachatError, TimeoutError):

@@ -20,6 +20,7 @@ from .errors import (
     InvalidRequestError,
     OutcomeUnknownError,
     ResponseValidationError,
+    UnreadableOutcomeError,
     WachatError,
     WaitTimeoutError,
 )
@@ -183,30 +184,47 @@ class AsyncInstances:
         self, call: Call, friendly: str, build: Callable[[InstanceInfo], Awaitable[T]]
     ) -> Callable[[WachatError, float, bool], Awaitable[T | None]]:
         async def reconcile(error: WachatError, started: float, processed: bool) -> T | None:
-            if not self._client.settings.reconcile:
+            settings = self._client.settings
+            try:
+                if not settings.reconcile:
+                    raise OutcomeUnknownError(
+                        f"{call.operation} {friendly!r} may or may not have happened ({error}); "
+                        "reconciliation is off, so it was not resent.",
+                        request=call,
+                        cause=error,
+                    ) from error
+                # A 2xx means nothing is still in flight: no need to wait for it to settle.
+                settle = 0.0 if processed else settings.settle_delay
+                found = await self._find_created(
+                    friendly,
+                    since=started,
+                    settle_until=time.time() + settle,
+                    call=call,
+                    cause=error,
+                )
+                if found is not None:
+                    return await build(found)
+                if not processed:
+                    return None  # nothing happened: safe to resend
                 raise OutcomeUnknownError(
-                    f"{call.operation} {friendly!r} may or may not have happened ({error}); "
-                    "reconciliation is off, so it was not resent.",
+                    f"{call.operation} {friendly!r}: no such instance is listed.",
                     request=call,
                     cause=error,
-                ) from error
-            found = await self._find_created(
-                friendly,
-                since=started,
-                settle_until=time.time() + self._client.settings.settle_delay,
-                call=call,
-                cause=error,
-            )
-            if found is not None:
-                return await build(found)
-            if processed:
-                raise OutcomeUnknownError(
-                    f"Wachat answered {call.operation} {friendly!r} with an unreadable success "
-                    f"response ({error}) and no such instance is listed.",
-                    request=call,
-                    cause=error,
-                ) from error
-            return None
+                )
+            except OutcomeUnknownError as unknown:
+                if processed and isinstance(error, ResponseValidationError):
+                    raise UnreadableOutcomeError(
+                        f"Wachat answered {call.operation} {friendly!r} with success, but the "
+                        f"answer could not be read ({error}) nor the instance identified "
+                        f"({unknown}); it was not resent.",
+                        field=error.field,
+                        body=error.body,
+                        status_code=error.status_code,
+                        request=call,
+                        candidates=unknown.candidates,
+                        cause=error,
+                    ) from unknown
+                raise
 
         return reconcile
 

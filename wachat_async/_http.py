@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import attrs
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _json
 from ._config import redact
@@ -126,6 +126,15 @@ def error_message(body: bytes) -> str:
     return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"
 
 
+def _headers(api_key: str, accept: str, has_body: bool) -> CIMultiDictProxy[str]:
+    headers = CIMultiDict(
+        {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": accept}
+    )
+    if has_body:
+        headers["Content-Type"] = JSON
+    return CIMultiDictProxy(headers)
+
+
 class Transport:
     """Sends calls over one :class:`aiohttp.ClientSession`, opened lazily in the running loop."""
 
@@ -145,13 +154,9 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        auth = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+        # Built once per client; aiohttp takes a multidict as is instead of copying a dict.
         self._headers = {
-            (accept, has_body): {
-                **auth,
-                "Accept": accept,
-                **({"Content-Type": JSON} if has_body else {}),
-            }
+            (accept, has_body): _headers(api_key, accept, has_body)
             for accept in (JSON, PNG, "*/*")
             for has_body in (False, True)
         }
@@ -184,8 +189,11 @@ class Transport:
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
         if timeout is None:
+            # sock_connect times only real connection attempts (raising ConnectionTimeoutError,
+            # i.e. "not sent"); unlike connect=, it arms no timer when a pooled connection is
+            # reused, which is most requests.
             timeout = aiohttp.ClientTimeout(
-                total=seconds, connect=min(seconds, self._connect_timeout)
+                total=seconds, sock_connect=min(seconds, self._connect_timeout)
             )
             self._timeouts[seconds] = timeout
         return timeout
@@ -196,7 +204,7 @@ class Transport:
         data = None if call.json is None else _json.dumps(call.json)
         headers = self._headers.get((call.accept, data is not None))
         if headers is None:
-            headers = {**self._headers[(JSON, data is not None)], "Accept": call.accept}
+            headers = _headers(self._api_key, call.accept, data is not None)
         started = time.perf_counter()
         try:
             async with session.request(

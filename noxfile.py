@@ -1,4 +1,4 @@
-"""Sessions: tests (each supported Python found here), lint, typecheck, bench.
+"""Sessions: tests (each supported Python found here), tests_speedups, lint, typecheck, bench.
 
 python3 -m nox                 # tests + lint + typecheck
 python3 -m nox -s bench        # benchmarks (writes benchmarks/results.json)
@@ -10,7 +10,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_speedups", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 SUPPORTED = ("3.11", "3.12", "3.13")
@@ -26,7 +26,7 @@ TEST_DEPS = [
 ]
 
 # What users would pick instead, measured against the client.
-BENCH_DEPS = ["httpx", "requests"]
+BENCH_DEPS = ["httpx", "requests", "orjson"]
 
 
 def _runs(python: str) -> bool:
@@ -48,6 +48,13 @@ PYTHONS = [v for v in SUPPORTED if _runs(v)] or [SUPPORTED[0]]
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[testing,cli]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_speedups(session: nox.Session) -> None:
+    """The suite again with the speedups extra (orjson), on the newest Python."""
+    session.install("-e", ".[testing,cli,speedups]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 

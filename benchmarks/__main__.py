@@ -34,6 +34,7 @@ SEQUENTIAL = [
 CONCURRENT = [
     "raw_aiohttp",
     "AsyncWachat",
+    "AsyncWachat[speedups]",
     "create_many",
     "Wachat",
     "httpx.AsyncClient",

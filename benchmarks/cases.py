@@ -131,6 +131,7 @@ def requests_session(n: int, concurrency: int, base: str) -> None:
 CASES: dict[str, Callable[[int, int, str], Any]] = {
     "raw_aiohttp": raw_aiohttp,
     "AsyncWachat": async_wachat,
+    "AsyncWachat[speedups]": async_wachat,
     "create_many": create_many,
     "Wachat": wachat_sync,
     "httpx.AsyncClient": httpx_async,
@@ -144,6 +145,8 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     case = CASES[name]
+    if "[speedups]" not in name:
+        sys.modules["orjson"] = None  # type: ignore[assignment]  # the plain install's JSON
 
     def run(k: int) -> None:
         outcome = case(k, min(concurrency, k), base)

@@ -250,3 +250,12 @@ def test_arbitrary_json_never_raises_anything_but_the_typed_error(body: dict[str
     for decoder in (_decode_created, _decode_state, _decode_qr):
         with contextlib.suppress(ResponseValidationError):
             decoder(response(body))
+
+
+def test_json_round_trips_the_same_with_or_without_speedups() -> None:
+    """orjson (the speedups extra) refuses integers beyond 64 bits; the module falls back."""
+    big = {"id": 2**64, "neg": -(2**63) - 1, "text": "héllo", "list": [1.5, None, True]}
+    assert _json.loads(_json.dumps(big)) == big
+    assert _json.loads(b'{"a": 18446744073709551616}') == {"a": 2**64}
+    with pytest.raises(_json.JSONDecodeError):
+        _json.loads(b'{"a": ')

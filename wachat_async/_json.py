@@ -1,31 +1,51 @@
-"""JSON in one place: orjson with the ``speedups`` extra, the standard library otherwise."""
+"""JSON in one place: orjson with the ``speedups`` extra, the standard library otherwise.
+
+orjson refuses what the standard library accepts at the edges (integers beyond 64 bits), so it
+falls back to the standard library there: both installs decode and encode the same documents.
+"""
 
 from __future__ import annotations
 
 import json
+from types import ModuleType
 from typing import Any
 
+orjson: ModuleType | None
 try:
-    import orjson  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - exercised by the plain install
+    import orjson
+except ImportError:  # the plain install
     orjson = None
 
-if orjson is not None:  # pragma: no cover - exercised with the speedups extra
-    loads = orjson.loads
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _std_loads(data: bytes | str) -> Any:
+    return json.loads(data)
+
+
+def _std_dumps(obj: Any) -> bytes:
+    return _encoder.encode(obj).encode()
+
+
+if orjson is not None:
+    _fast = orjson
+
+    def loads(data: bytes | str) -> Any:
+        try:
+            return _fast.loads(data)
+        except _fast.JSONDecodeError:
+            return _std_loads(data)  # raises the standard error if it is really not JSON
 
     def dumps(obj: Any) -> bytes:
-        data: bytes = orjson.dumps(obj)
+        try:
+            data: bytes = _fast.dumps(obj)
+        except TypeError:
+            return _std_dumps(obj)
         return data
 
 else:
-
-    def loads(data: bytes | str) -> Any:
-        return json.loads(data)
-
-    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-    def dumps(obj: Any) -> bytes:
-        return _encoder.encode(obj).encode()
+    loads = _std_loads
+    dumps = _std_dumps
 
 
 JSONDecodeError = ValueError  # both json.JSONDecodeError and orjson.JSONDecodeError subclass it

@@ -8,6 +8,7 @@ ResponseValidationError.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 import pytest
@@ -252,10 +253,22 @@ def test_arbitrary_json_never_raises_anything_but_the_typed_error(body: dict[str
             decoder(response(body))
 
 
-def test_json_round_trips_the_same_with_or_without_speedups() -> None:
-    """orjson (the speedups extra) refuses integers beyond 64 bits; the module falls back."""
+def test_json_encodes_big_integers_with_or_without_speedups() -> None:
     big = {"id": 2**64, "neg": -(2**63) - 1, "text": "héllo", "list": [1.5, None, True]}
-    assert _json.loads(_json.dumps(big)) == big
-    assert _json.loads(b'{"a": 18446744073709551616}') == {"a": 2**64}
+    assert json.loads(_json.dumps(big)) == big  # orjson refuses these; the module falls back
     with pytest.raises(_json.JSONDecodeError):
         _json.loads(b'{"a": ')
+
+
+@pytest.mark.skipif(_json.orjson is not None, reason="the plain install's decoder")
+def test_big_integers_decode_exactly_without_speedups() -> None:
+    assert _json.loads(b'{"a": 18446744073709551616}') == {"a": 2**64}
+
+
+@pytest.mark.skipif(_json.orjson is None, reason="needs the speedups extra")
+def test_big_integers_under_speedups_fail_typed_not_silently() -> None:
+    """orjson reads integers beyond 64 bits as floats; a model's int field then refuses them."""
+    body = _json.dumps({"instance": {"id": 2**64, "apiInstanceName": "t1_x_y"}})
+    with pytest.raises(ResponseValidationError) as info:
+        _decode_created(response(body))
+    assert info.value.field == "instance.id"

@@ -1,7 +1,8 @@
 """JSON in one place: orjson with the ``speedups`` extra, the standard library otherwise.
 
-orjson refuses what the standard library accepts at the edges (integers beyond 64 bits), so it
-falls back to the standard library there: both installs decode and encode the same documents.
+orjson refuses to encode integers beyond 64 bits, so encoding falls back to the standard library
+there. When decoding, orjson reads such integers as floats (no Wachat response carries one; a
+model's integer field would refuse the float with a ResponseValidationError).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if orjson is not None:
         try:
             return _fast.loads(data)
         except _fast.JSONDecodeError:
-            return _std_loads(data)  # raises the standard error if it is really not JSON
+            return _std_loads(data)  # the standard library's error (or, rarely, its answer)
 
     def dumps(obj: Any) -> bytes:
         try:

@@ -71,7 +71,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def converter_micro() -> dict[str, Any]:
-    """Structuring one create response into models, against json.loads of the same body alone."""
+    """Structuring one create response into models, against the standard json.loads alone."""
     from wachat_async import CreatedInstance, _json
     from wachat_async._convert import converter
 
@@ -98,9 +98,9 @@ def converter_micro() -> dict[str, Any]:
             "qrError": None,
         }
     )
-    data = _json.loads(body)
+    data = json.loads(body)
     number = 20000
-    loads = min(timeit.repeat(lambda: _json.loads(body), number=number, repeat=5)) / number
+    loads = min(timeit.repeat(lambda: json.loads(body), number=number, repeat=5)) / number
     structure = (
         min(
             timeit.repeat(
@@ -223,12 +223,19 @@ def main() -> None:
         server.stdin.close()
         server.wait(timeout=30)
 
-    cases = [summarize(r) for r in runs.values()]
-    floors = {row["concurrency"]: row for row in cases if row["case"] == FLOOR}
-    for row in cases:
-        floor = floors[row["concurrency"]]
-        row["throughput_vs_floor"] = row["rps"] / floor["rps"]
-        row["cpu_vs_floor"] = row["cpu_us_per_request"] / floor["cpu_us_per_request"]
+    cases = []
+    for (_case, concurrency), case_runs in runs.items():
+        row = summarize(case_runs)
+        # Each ratio is taken within a round (case and floor ran minutes apart at most), then
+        # the median over rounds: drift between rounds cancels out.
+        floor_runs = runs[(FLOOR, concurrency)]
+        row["throughput_vs_floor"] = statistics.median(
+            f["wall_s"] / c["wall_s"] for c, f in zip(case_runs, floor_runs, strict=True)
+        )
+        row["cpu_vs_floor"] = statistics.median(
+            c["cpu_s"] / f["cpu_s"] for c, f in zip(case_runs, floor_runs, strict=True)
+        )
+        cases.append(row)
     results = {
         "machine": machine(),
         "rounds": args.rounds,

@@ -278,6 +278,14 @@ async def provision(
 
     source = _aiter(specs)
     pending: set[asyncio.Task[ProvisionResult]] = set()
+    # Finished tasks queue up here as they complete: O(1) per result, where asyncio.wait over
+    # all pending tasks would cost O(concurrency).
+    finished: asyncio.Queue[asyncio.Task[ProvisionResult]] = asyncio.Queue()
+
+    def on_done(task: asyncio.Task[ProvisionResult]) -> None:
+        if not task.cancelled():
+            finished.put_nowait(task)
+
     index = 0
     exhausted = False
     try:
@@ -288,16 +296,18 @@ async def provision(
                 except StopAsyncIteration:
                     exhausted = True
                     break
-                pending.add(asyncio.create_task(run_one(index, given)))
+                task = asyncio.create_task(run_one(index, given))
+                task.add_done_callback(on_done)
+                pending.add(task)
                 index += 1
                 counts["submitted"] += 1
             if not pending:
                 return
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(done, key=lambda t: t.result().index):
-                result = task.result()
-                report(result)
-                yield result
+            done = await finished.get()
+            pending.discard(done)  # in flight until its result is handed out
+            result = done.result()  # re-raises a bug in run_one
+            report(result)
+            yield result
     finally:
         # Interrupted (Ctrl-C, aclose, an error): stop what is in flight. Their journal rows stay
         # in_flight, and the next run reconciles them.

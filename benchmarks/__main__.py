@@ -12,9 +12,11 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import timeit
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,11 @@ CONCURRENT = [
 ]
 
 
+# Counted with valgrind as well (each costs two ~20 s runs).
+INSTRUCTIONS_CONCURRENT = ["raw_aiohttp", "AsyncWachat", "create_many"]
+INSTRUCTIONS_SEQUENTIAL = ["raw_aiohttp", "AsyncWachat", "Wachat", "requests.Session"]
+
+
 def run_case(case: str, n: int, concurrency: int, base_url: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.cases", case, str(n), str(concurrency), base_url],
@@ -52,6 +59,47 @@ def run_case(case: str, n: int, concurrency: int, base_url: str) -> dict[str, An
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def instructions(case: str, n: int, concurrency: int, base_url: str) -> int:
+    """Instructions the client process executes, counted by valgrind's callgrind: the same
+    for the same work whatever else the machine is doing (unlike CPU seconds on a shared VM)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/cg.out",
+                sys.executable,
+                "-m",
+                "benchmarks.cases",
+                case,
+                str(n),
+                str(concurrency),
+                base_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind: {out.stderr[-500:]}")
+    return int(match.group(1))
+
+
+def instructions_per_request(cases: list[str], concurrency: int, base_url: str) -> dict[str, float]:
+    """(I(N2) - I(N1)) / (N2 - N1): startup, imports and warm-up cancel out."""
+    small, large = 200, 600
+    return {
+        case: (
+            instructions(case, large, concurrency, base_url)
+            - instructions(case, small, concurrency, base_url)
+        )
+        / (large - small)
+        for case in cases
+    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,6 +214,20 @@ def table(results: dict[str, Any]) -> str:
             f"| {row['n']} | {row['wall_s']:.1f} | {row['n'] / row['wall_s']:.0f} | "
             f"{row['rss_growth_mb']:.1f} |"
         )
+    if results["instructions"]:
+        lines += [
+            "",
+            "Client instructions per request, counted by callgrind (deterministic: the same on a "
+            "busy or idle machine), (I(600) - I(200)) / 400:",
+            "",
+            "| case | concurrency | instructions/req | x floor |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['case']} | {row['concurrency']} | {row['instructions']:,.0f} | "
+            f"{row['vs_floor']:.3f} |"
+            for row in results["instructions"]
+        ]
     micro = results["converter"]
     lines += [
         "",
@@ -195,6 +257,11 @@ def main() -> None:
     parser.add_argument("--n-sequential", type=int, default=500)
     parser.add_argument("--bulk", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count client instructions per request with valgrind (slow, but immune to noise)",
+    )
     args = parser.parse_args()
 
     server = subprocess.Popen(
@@ -219,6 +286,19 @@ def main() -> None:
                 )
             print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
         bulk = [run_case("create_many", n, 64, base_url) for n in args.bulk]
+        counted = []
+        if args.instructions:
+            for concurrency, names in ((64, INSTRUCTIONS_CONCURRENT), (1, INSTRUCTIONS_SEQUENTIAL)):
+                per_request = instructions_per_request(names, concurrency, base_url)
+                counted += [
+                    {
+                        "case": name,
+                        "concurrency": concurrency,
+                        "instructions": count,
+                        "vs_floor": count / per_request[FLOOR],
+                    }
+                    for name, count in per_request.items()
+                ]
     finally:
         server.stdin.close()
         server.wait(timeout=30)
@@ -242,6 +322,7 @@ def main() -> None:
         "cases": cases,
         "bulk": bulk,
         "converter": converter_micro(),
+        "instructions": counted,
     }
     text = table(results)
     print(text)

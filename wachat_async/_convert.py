@@ -66,9 +66,10 @@ def _structure_float(value: Any, _: Any) -> float:
 
 
 def _structure_enum(value: Any, cls: type[OpenEnum]) -> OpenEnum:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise TypeError(f"expected string, got {_json_type(value)}")
-    return cls(value)
+    member = cls._value2member_map_.get(value)  # known values without EnumType.__call__
+    return cls(value) if member is None else member  # type: ignore[return-value]
 
 
 def _structure_non_empty(value: Any, _: Any) -> str:

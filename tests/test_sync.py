@@ -99,8 +99,9 @@ def test_works_inside_a_running_loop_and_warns_once(thread_server: FakeWachat) -
     with client(thread_server) as wa:
 
         async def handler() -> int:
-            with pytest.warns(EventLoopBlockingWarning, match="use AsyncWachat"):
+            with pytest.warns(EventLoopBlockingWarning, match="use AsyncWachat") as caught:
                 wa.instances.create("from_a_loop")
+            assert caught[0].filename == __file__  # it points at the caller's line
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 return len(wa.instances.list())  # no second warning

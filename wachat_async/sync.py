@@ -170,7 +170,7 @@ def _warn_if_blocking_a_loop() -> None:
         "Wachat (the synchronous client) was called from a running event loop, which it blocks "
         "until the call returns; use AsyncWachat in async code.",
         EventLoopBlockingWarning,
-        stacklevel=5,
+        stacklevel=4,  # warn <- run <- the bridged call <- the user's line
     )
 
 

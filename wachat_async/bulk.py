@@ -12,13 +12,14 @@ other part of the spec.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -223,7 +224,7 @@ async def provision(
     async def run_one(index: int, given: SpecInput) -> ProvisionResult:
         try:
             spec = _as_spec(given)
-            friendly, _ = create_body(spec)
+            friendly, body = create_body(spec)
         except InvalidRequestError as exc:
             return ProvisionResult(index, given, error=exc)
         if friendly in in_flight_names:
@@ -234,11 +235,13 @@ async def provision(
             )
         in_flight_names.add(friendly)
         try:
-            return await provision_one(index, spec, friendly)
+            return await provision_one(index, spec, friendly, body)
         finally:
             in_flight_names.discard(friendly)
 
-    async def provision_one(index: int, spec: CreateSpec, friendly: str) -> ProvisionResult:
+    async def provision_one(
+        index: int, spec: CreateSpec, friendly: str, body: dict[str, Any]
+    ) -> ProvisionResult:
         entry = log.get(friendly) if log else None
         if entry is not None and entry.state == "done":
             return ProvisionResult(
@@ -259,7 +262,7 @@ async def provision(
                 await limiter.wait()
             if log is not None:
                 log.begin(friendly, time.time())
-            created = await instances.create(**spec.as_kwargs())
+            created = await instances._create(friendly, body, timeout=None, max_retries=None)
         except WachatError as exc:
             if log is not None:
                 log.failed(friendly, exc)
@@ -270,52 +273,51 @@ async def provision(
             index, spec, created=created, api_instance_name=created.instance.api_instance_name
         )
 
-    def report(result: ProvisionResult) -> None:
-        key = "skipped" if result.skipped else "succeeded" if result.ok else "failed"
-        counts[key] += 1
-        if on_progress is not None:
-            on_progress(ProvisionProgress(**counts))
+    # ``concurrency`` workers pull specs from one source and hand results over a queue: no task
+    # per spec. A slot is taken before a spec is read and given back once its result is handed
+    # out, so at most ``concurrency`` specs are between the input and the caller at any time.
+    next_spec = _spec_reader(specs)
+    slots = asyncio.Semaphore(concurrency)
+    results: asyncio.Queue[ProvisionResult | BaseException | None] = asyncio.Queue()
+    positions = itertools.count()
 
-    source = _aiter(specs)
-    pending: set[asyncio.Task[ProvisionResult]] = set()
-    # Finished tasks queue up here as they complete: O(1) per result, where asyncio.wait over
-    # all pending tasks would cost O(concurrency).
-    finished: asyncio.Queue[asyncio.Task[ProvisionResult]] = asyncio.Queue()
-
-    def on_done(task: asyncio.Task[ProvisionResult]) -> None:
-        if not task.cancelled():
-            finished.put_nowait(task)
-
-    index = 0
-    exhausted = False
-    try:
-        while True:
-            while not exhausted and len(pending) < concurrency:
-                try:
-                    given = await anext(source)
-                except StopAsyncIteration:
-                    exhausted = True
-                    break
-                task = asyncio.create_task(run_one(index, given))
-                task.add_done_callback(on_done)
-                pending.add(task)
-                index += 1
+    async def worker() -> None:
+        try:
+            while True:
+                await slots.acquire()
+                given = await next_spec()
+                if given is _END:
+                    slots.release()
+                    return
                 counts["submitted"] += 1
-            if not pending:
-                return
-            done = await finished.get()
-            pending.discard(done)  # in flight until its result is handed out
-            result = done.result()  # re-raises a bug in run_one
-            report(result)
-            yield result
+                results.put_nowait(await run_one(next(positions), given))
+        except Exception as exc:  # a bug: hand it to the consumer, which re-raises it
+            results.put_nowait(exc)
+        finally:
+            results.put_nowait(None)  # this worker is done
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    running = concurrency
+    try:
+        while running:
+            item = await results.get()
+            if item is None:
+                running -= 1
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            key = "skipped" if item.skipped else "succeeded" if item.ok else "failed"
+            counts[key] += 1
+            if on_progress is not None:
+                on_progress(ProvisionProgress(**counts))
+            slots.release()
+            yield item
     finally:
         # Interrupted (Ctrl-C, aclose, an error): stop what is in flight. Their journal rows stay
         # in_flight, and the next run reconciles them.
-        for task in pending:
+        for task in workers:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await source.aclose()
+        await asyncio.gather(*workers, return_exceptions=True)
         if log is not None:
             log.close()
 
@@ -336,12 +338,24 @@ async def _reconcile_earlier_run(
     return None if found is None else await instances._created_from_info(found)
 
 
-async def _aiter(
+_END: Any = object()
+
+
+def _spec_reader(
     specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
-) -> AsyncGenerator[SpecInput, None]:
+) -> Callable[[], Awaitable[Any]]:
+    """One ``await read()`` per spec, ``_END`` after the last; sync iterables are read directly
+    (wrapping them in an async generator would cost an extra hop per spec)."""
     if isinstance(specs, AsyncIterable):
-        async for spec in specs:
-            yield spec
-    else:
-        for spec in specs:
-            yield spec
+        source = aiter(specs)
+
+        async def read_async() -> Any:
+            return await anext(source, _END)
+
+        return read_async
+    iterator = iter(specs)
+
+    async def read() -> Any:
+        return next(iterator, _END)
+
+    return read

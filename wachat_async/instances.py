@@ -97,6 +97,17 @@ class AsyncInstances:
             meta_business_id=meta_business_id,
             meta_phone_number_id=meta_phone_number_id,
         )
+        return await self._create(friendly, body, timeout=timeout, max_retries=max_retries)
+
+    async def _create(
+        self,
+        friendly: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None,
+        max_retries: int | None,
+    ) -> CreatedInstance:
+        """Send a checked create payload (``create`` and the bulk pipeline both end here)."""
         call = Call("instances.create", "POST", "/instance/create", json=body)
         return await self._client._execute(
             call,

@@ -2,7 +2,6 @@
 
 import asyncio
 import secrets
-from typing import Any
 
 from aiohttp import web
 
@@ -11,8 +10,8 @@ from wachat_async.qr import render_terminal
 from wachat_async.webhooks import ConnectionUpdate, MessageReceived, WebhookEvent, WebhookReceiver
 
 
-async def run_bot(public_url: str, port: int, host: str = "0.0.0.0", **client: Any) -> None:
-    async with AsyncWachat(**client) as wa:  # api_key from WACHAT_API_KEY by default
+async def run_bot(public_url: str, port: int, host: str = "0.0.0.0") -> None:
+    async with AsyncWachat() as wa:  # WACHAT_API_KEY (and WACHAT_BASE_URL) from the environment
         created = await wa.instances.create("support_bot")
         name = created.instance.api_instance_name
         if created.qrcode and created.qrcode.code:

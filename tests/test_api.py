@@ -255,7 +255,7 @@ async def test_messages_of_every_kind_reach_the_server(wa: AsyncWachat, server: 
         ),
         (
             lambda wa, n: wa.messages.send_media(n, NUMBER, "ftp://x/y", media_type="image"),
-            "https:// URL",
+            r"http\(s\) URL",
         ),
         (lambda wa, n: wa.messages.send_location(n, NUMBER, latitude=91, longitude=0), "latitude"),
         (

@@ -263,8 +263,10 @@ async def test_full_loop_from_fake_server_to_handler(
 
 
 async def test_the_readme_bot_answers_messages(
-    server: FakeWachat, capsys: pytest.CaptureFixture[str]
+    server: FakeWachat, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("WACHAT_API_KEY", KEY)
+    monkeypatch.setenv("WACHAT_BASE_URL", server.base_url)
     path = Path(__file__).resolve().parents[1] / "examples" / "bot.py"
     spec = importlib.util.spec_from_file_location("readme_bot", path)
     assert spec is not None
@@ -273,15 +275,7 @@ async def test_the_readme_bot_answers_messages(
     sys.modules["readme_bot"] = bot
     spec.loader.exec_module(bot)
     port = free_port()
-    task = asyncio.create_task(
-        bot.run_bot(
-            f"http://127.0.0.1:{port}/",
-            port,
-            host="127.0.0.1",
-            api_key=KEY,
-            base_url=server.base_url,
-        )
-    )
+    task = asyncio.create_task(bot.run_bot(f"http://127.0.0.1:{port}/", port, host="127.0.0.1"))
     try:
         for _ in range(100):
             if server.webhooks:
@@ -306,3 +300,12 @@ async def test_the_readme_bot_answers_messages(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_the_readme_shows_the_bot_that_is_tested() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = readme.split("```python\n")
+    bot = next(b.split("```", 1)[0] for b in blocks if "async def run_bot" in b)
+    assert bot.rstrip() == (root / "examples" / "bot.py").read_text().rstrip()
+    assert len(bot.rstrip().splitlines()) < 40

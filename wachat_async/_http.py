@@ -166,9 +166,6 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
-    def url(self, path: str) -> str:
-        return self._base_url + path
-
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             if self._closed:

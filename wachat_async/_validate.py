@@ -87,6 +87,7 @@ def coordinate(field: str, value: Any, limit: float) -> float:
 
 
 def url(field: str, value: Any, *, allow_loopback_http: bool = False) -> str:
+    """An https URL (webhooks: the API takes no other); plain http only to loopback, if allowed."""
     raw = text(field, value).strip()
     parts = urlsplit(raw)
     if parts.scheme == "https" and parts.hostname:
@@ -94,6 +95,15 @@ def url(field: str, value: Any, *, allow_loopback_http: bool = False) -> str:
     if parts.scheme == "http" and allow_loopback_http and is_loopback_host(parts.hostname):
         return raw
     raise InvalidRequestError(f"{field} must be an https:// URL, got {raw!r}")
+
+
+def media_url(field: str, value: Any) -> str:
+    """An http(s) URL that Wachat fetches the media from."""
+    raw = text(field, value).strip()
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return raw
+    raise InvalidRequestError(f"{field} must be an http(s) URL, got {raw!r}")
 
 
 def non_empty(field: str, items: Iterable[Any]) -> list[Any]:

@@ -33,8 +33,6 @@ T = TypeVar("T")
 #: happened (safe to resend), or raises OutcomeUnknownError.
 Reconciler = Callable[[WachatError, float, bool], Awaitable[T | None]]
 
-_UNSET: Any = object()
-
 
 class AsyncWachat:
     """Async client for the Wachat Enterprise API.

@@ -60,7 +60,7 @@ class AsyncMessages:
         """Send an image, video, document or audio by URL (``caption`` is ignored for audio)."""
         kind = check.choice("media_type", media_type, MediaType)
         body = _base(name, number, kind.value, delay)
-        body["mediaUrl"] = check.url("media_url", media_url, allow_loopback_http=True)
+        body["mediaUrl"] = check.media_url("media_url", media_url)
         _put(body, "message", caption)
         _put(body, "fileName", file_name)
         _put(body, "mimetype", mimetype)

@@ -1,4 +1,5 @@
-"""Sessions: tests (each supported Python found here), tests_speedups, lint, typecheck, bench.
+"""Sessions: tests (each supported Python found here), tests_speedups, tests_lowest, lint,
+typecheck, bench.
 
 python3 -m nox                 # tests + lint + typecheck
 python3 -m nox -s bench        # benchmarks (writes benchmarks/results.json)
@@ -10,7 +11,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "tests_speedups", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_speedups", "tests_lowest", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 SUPPORTED = ("3.11", "3.12", "3.13")
@@ -55,6 +56,18 @@ def tests(session: nox.Session) -> None:
 def tests_speedups(session: nox.Session) -> None:
     """The suite again with the speedups extra (orjson), on the newest Python."""
     session.install("-e", ".[testing,cli,speedups]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+# The lowest versions pyproject.toml allows for the core dependencies.
+LOWEST = ["aiohttp==3.10.*", "attrs==23.1.*", "cattrs==24.1.*", "tenacity==8.4.*"]
+
+
+@nox.session(python=PYTHONS[0])
+def tests_lowest(session: nox.Session) -> None:
+    """The suite on the oldest core dependencies allowed (aiohttp 3.10 has quirks of its own)."""
+    session.install(*LOWEST, *TEST_DEPS, "segno", "rich")
+    session.install("--no-deps", "-e", ".")
     session.run("pytest", *session.posargs)
 
 

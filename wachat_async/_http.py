@@ -10,6 +10,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -126,6 +127,25 @@ def error_message(body: bytes) -> str:
     return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"
 
 
+#: aiohttp before 3.11 resends idempotent requests on a dropped connection, with no switch.
+_RESENDS_SILENTLY = "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ())
+
+
+def _connection_counter() -> aiohttp.TraceConfig:
+    """Counts the connections each request takes (its ``trace_request_ctx``, when one is set)."""
+
+    async def count(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+    ) -> None:
+        if context.trace_request_ctx is not None:
+            context.trace_request_ctx["count"] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(count)
+    trace.on_connection_reuseconn.append(count)
+    return trace
+
+
 def _headers(api_key: str, accept: str, has_body: bool) -> CIMultiDictProxy[str]:
     headers = CIMultiDict(
         {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": accept}
@@ -174,11 +194,13 @@ class Transport:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_limit),
                 raise_for_status=False,
+                trace_configs=[_connection_counter()] if _RESENDS_SILENTLY else None,
             )
-            # aiohttp quietly resends an idempotent request once when a pooled connection drops.
+            # aiohttp quietly resends an idempotent request once when its connection drops.
             # Every resend must go through the retry policy (counted, logged, and a DELETE's 404
             # after a lost response read as success), so turn that off on sessions we own.
-            if hasattr(session, "_retry_connection"):
+            # aiohttp 3.10 has no switch: there the resend is detected instead (see send).
+            if not _RESENDS_SILENTLY:
                 session._retry_connection = False
             self._session = session
         return self._session
@@ -203,6 +225,7 @@ class Transport:
         if headers is None:
             headers = _headers(self._api_key, call.accept, data is not None)
         started = time.perf_counter()
+        connects = {"count": 0} if _RESENDS_SILENTLY else None
         try:
             async with session.request(
                 call.method,
@@ -211,6 +234,7 @@ class Transport:
                 data=data,
                 headers=headers,
                 timeout=self._timeout(timeout),
+                trace_request_ctx=connects,
             ) as resp:
                 body = await resp.read()
                 raw = RawResponse(resp.status, resp.headers, body)
@@ -245,7 +269,10 @@ class Transport:
                 (time.perf_counter() - started) * 1000,
             )
         if raw.status >= 400:
-            raise self._status_error(call, raw)
+            error = self._status_error(call, raw)
+            # Two connections for one request: aiohttp resent it after the first was lost.
+            error.resent_after_loss = connects is not None and connects["count"] > 1
+            raise error
         return raw
 
     def _connection_error(

@@ -213,8 +213,9 @@ class AsyncWachat:
             nonlocal ambiguous_before
             try:
                 return decode(await self._transport.send(call, seconds))
-            except NotFoundError:
-                if ambiguous_before and gone_after_ambiguous is not None:
+            except NotFoundError as exc:
+                earlier_lost = ambiguous_before or exc.resent_after_loss
+                if earlier_lost and gone_after_ambiguous is not None:
                     return gone_after_ambiguous()
                 raise
             except WachatError as exc:

@@ -100,6 +100,8 @@ class APIError(WachatError):
         failure: FailureClass | None = None,
     ) -> None:
         self.status_code = status_code
+        #: True when aiohttp itself resent the request after losing the first response.
+        self.resent_after_loss = False
         #: Seconds the server asked to wait before trying again (``Retry-After``), if it said.
         self.retry_after = retry_after
         if failure is not None:

@@ -87,16 +87,28 @@ class _LoopThread:
                 "on_qr?); that would deadlock. Inside async code, use AsyncWachat."
             )
         _warn_if_blocking_a_loop()
-        finished = threading.Event()
-        future = asyncio.run_coroutine_threadsafe(_signalling(coro, finished), self.loop)
+        # A lock released by the task's done-callback: half the cost of
+        # run_coroutine_threadsafe's future and waiter, and acquire(timeout) sees Ctrl-C.
+        done = threading.Lock()
+        done.acquire()
+        started: list[asyncio.Task[R]] = []
+
+        def start() -> None:
+            task = self.loop.create_task(coro)
+            task.add_done_callback(lambda _: done.release())
+            started.append(task)
+
+        self.loop.call_soon_threadsafe(start)
         try:
-            while not future.done():
-                concurrent.futures.wait((future,), timeout=_WAIT_SLICE)
+            while not done.acquire(timeout=_WAIT_SLICE):
+                if not self.thread.is_alive():
+                    raise RuntimeError("Wachat's event loop thread has stopped")
         except BaseException:  # KeyboardInterrupt, SystemExit: cancel the request first
-            future.cancel()
-            finished.wait(_CLEANUP_TIMEOUT)
+            # Callbacks run in order, so the task exists by the time this one runs.
+            self.loop.call_soon_threadsafe(lambda: started[0].cancel())
+            done.acquire(timeout=_CLEANUP_TIMEOUT)
             raise
-        return future.result()
+        return started[0].result()
 
     def close_soon(self, client: AsyncWachat) -> None:
         """Schedule ``client.aclose()`` without waiting (from a finalizer, in any thread)."""
@@ -132,13 +144,6 @@ class _LoopThread:
         for client in list(self.clients):
             client._transport.abandon()
         self.clients = weakref.WeakSet()
-
-
-async def _signalling(coro: Coroutine[Any, Any, R], finished: threading.Event) -> R:
-    try:
-        return await coro
-    finally:
-        finished.set()
 
 
 _lock = threading.Lock()

@@ -327,3 +327,52 @@ def test_the_readme_main_job_runs_in_the_sandbox(tmp_path: Path) -> None:
         expected = {row["instance_name"] + ".png" for row in csv.DictReader(handle)}
     assert {p.name for p in pngs(tmp_path / "qr-codes")} == expected
     assert io.BytesIO(next(iter(pngs(tmp_path / "qr-codes"))).read_bytes()).read(8) == PNG_SIGNATURE
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    sandbox: tuple[str, str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    base_url, key, _ = sandbox
+    sheet = write_csv(tmp_path / "stores.csv", stores(400))
+    out_dir = tmp_path / "qr"
+    command = [
+        sys.executable,
+        "-m",
+        "wachat_async",
+        "--api-key",
+        key,
+        "--base-url",
+        base_url,
+        "--json",
+        "provision",
+        str(sheet),
+        "--out",
+        str(out_dir),
+        "--concurrency",
+        "4",
+        "--rate",
+        "100",
+    ]
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    deadline = time.monotonic() + 60
+    while len(pngs(out_dir)) < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == cli.EXIT_INTERRUPTED
+    assert "re-run the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    assert 0 < len(pngs(out_dir)) < 400
+
+    second = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+    )
+    assert second.returncode == 0, second.stderr
+    assert json_lines(second.stdout)[-1]["summary"]["skipped"] > 0  # type: ignore[index]
+    with Wachat(key, base_url=base_url) as wa:
+        names = [i.instance_name for i in wa.instances.list()]
+    assert sorted(n or "" for n in names) == [f"store_{i:04d}" for i in range(400)]
+    assert len(pngs(out_dir)) == 400

@@ -98,15 +98,20 @@ class _LoopThread:
             task.add_done_callback(lambda _: done.release())
             started.append(task)
 
-        self.loop.call_soon_threadsafe(start)
+        try:
+            self.loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop is closed: the interpreter is exiting
+            coro.close()
+            raise RuntimeError("Wachat's event loop has shut down (interpreter exit?)") from None
         try:
             while not done.acquire(timeout=_WAIT_SLICE):
                 if not self.thread.is_alive():
                     raise RuntimeError("Wachat's event loop thread has stopped")
         except BaseException:  # KeyboardInterrupt, SystemExit: cancel the request first
             # Callbacks run in order, so the task exists by the time this one runs.
-            self.loop.call_soon_threadsafe(lambda: started[0].cancel())
-            done.acquire(timeout=_CLEANUP_TIMEOUT)
+            with contextlib.suppress(RuntimeError):  # unless the loop is gone already
+                self.loop.call_soon_threadsafe(lambda: started[0].cancel())
+                done.acquire(timeout=_CLEANUP_TIMEOUT)
             raise
         return started[0].result()
 

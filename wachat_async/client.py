@@ -13,7 +13,7 @@ import attrs
 from . import _convert
 from ._config import Settings, resolve_settings
 from ._http import Call, RawResponse, Transport
-from ._retry import RetryPolicy, mark_resend_safe, run_with_retries
+from ._retry import RetryPolicy, mark_resend_safe, retry_after_failure
 from .errors import (
     FailureClass,
     NotFoundError,
@@ -236,4 +236,8 @@ class AsyncWachat:
                     return found
                 raise mark_resend_safe(exc) from None
 
-        return await run_with_retries(call, attempt, policy)
+        first_started = time.monotonic()
+        try:
+            return await attempt()
+        except WachatError as failure:
+            return await retry_after_failure(call, attempt, policy, failure, first_started)

@@ -7,7 +7,15 @@ import email.utils
 import inspect
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
@@ -99,17 +107,19 @@ class AsyncInstances:
         )
         return await self._create(friendly, body, timeout=timeout, max_retries=max_retries)
 
-    async def _create(
+    def _create(
         self,
         friendly: str,
         body: dict[str, Any],
         *,
         timeout: float | None,
         max_retries: int | None,
-    ) -> CreatedInstance:
-        """Send a checked create payload (``create`` and the bulk pipeline both end here)."""
+    ) -> Coroutine[Any, Any, CreatedInstance]:
+        """Send a checked create payload (``create`` and the bulk pipeline both end here).
+
+        Returns the executor's coroutine as is: one coroutine frame less on the hot path."""
         call = Call("instances.create", "POST", "/instance/create", json=body)
-        return await self._client._execute(
+        return self._client._execute(
             call,
             _decode_created,
             timeout=timeout,

@@ -217,8 +217,9 @@ def table(results: dict[str, Any]) -> str:
     if results["instructions"]:
         lines += [
             "",
-            "Client instructions per request, counted by callgrind (deterministic: the same on a "
-            "busy or idle machine), (I(600) - I(200)) / 400:",
+            "Client instructions per request, counted by callgrind, (I(600) - I(200)) / 400 (they "
+            "do not depend on CPU speed or a busy neighbour; at concurrency 64 they still move "
+            "a few percent with how responses batch):",
             "",
             "| case | concurrency | instructions/req | x floor |",
             "|---|---:|---:|---:|",

@@ -159,6 +159,33 @@ def test_faults_never_duplicate_and_a_rerun_finishes(
     assert len(pngs(tmp_path / "qr")) == 120
 
 
+def provision_command(
+    base_url: str, key: str, sheet: Path, out_dir: Path, *extra: str
+) -> list[str]:
+    """``wachat provision`` as a separate process runs it, against a sandbox elsewhere."""
+    return [
+        sys.executable,
+        "-m",
+        "wachat_async",
+        "--api-key",
+        key,
+        "--base-url",
+        base_url,
+        "--json",
+        "provision",
+        str(sheet),
+        "--out",
+        str(out_dir),
+        *extra,
+    ]
+
+
+def wait_for_pngs(folder: Path, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(pngs(folder)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def sandbox() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """``wachat sandbox`` in its own process, as another program would use it."""
@@ -186,28 +213,11 @@ def test_killed_run_resumes_without_duplicates(
     base_url, key, _ = sandbox
     sheet = write_csv(tmp_path / "stores.csv", stores(1000))
     out_dir = tmp_path / "qr"
-    command = [
-        sys.executable,
-        "-m",
-        "wachat_async",
-        "--api-key",
-        key,
-        "--base-url",
-        base_url,
-        "--json",
-        "provision",
-        str(sheet),
-        "--out",
-        str(out_dir),
-        "--concurrency",
-        "16",
-    ]
+    command = provision_command(base_url, key, sheet, out_dir, "--concurrency", "16")
     first = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
     )
-    deadline = time.monotonic() + 60
-    while len(pngs(out_dir)) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_pngs(out_dir, 200)
     first.kill()  # no cleanup at all: SIGKILL mid-run
     first.wait()
     assert 0 < len(pngs(out_dir)) < 1000
@@ -336,30 +346,13 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
     base_url, key, _ = sandbox
     sheet = write_csv(tmp_path / "stores.csv", stores(400))
     out_dir = tmp_path / "qr"
-    command = [
-        sys.executable,
-        "-m",
-        "wachat_async",
-        "--api-key",
-        key,
-        "--base-url",
-        base_url,
-        "--json",
-        "provision",
-        str(sheet),
-        "--out",
-        str(out_dir),
-        "--concurrency",
-        "4",
-        "--rate",
-        "100",
-    ]
+    command = provision_command(
+        base_url, key, sheet, out_dir, "--concurrency", "4", "--rate", "100"
+    )
     first = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
-    deadline = time.monotonic() + 60
-    while len(pngs(out_dir)) < 50 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_pngs(out_dir, 50)
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=30)
     assert first.returncode == cli.EXIT_INTERRUPTED

@@ -159,6 +159,7 @@ def test_events_are_typed() -> None:
 
 
 def test_unknown_or_odd_events_are_kept_not_rejected() -> None:
+    assert event("CALL_OFFER", {}).event == "CALL_OFFER"  # unknown names are kept as sent
     future = event("groups.upsert", {"data": {"id": "g1"}, "extra": True})
     assert type(future) is WebhookEvent
     assert future.event == "groups.upsert"

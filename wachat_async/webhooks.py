@@ -364,7 +364,11 @@ def parse_event(headers: Mapping[str, str], body: str | bytes) -> WebhookEvent:
         raise WebhookPayloadError("webhook body is not a JSON object")
     lowered = {k.lower(): v for k, v in headers.items()}
     name = lowered.get(EVENT_HEADER.lower()) or _typed(payload.get("event"), str) or "unknown"
-    event = WebhookEventType(name.strip().lower().replace("_", "."))
+    # MESSAGES_UPSERT (the configuration spelling) is messages.upsert; other names stay as sent.
+    known = name.strip().lower().replace("_", ".")
+    event = WebhookEventType(
+        known if known in WebhookEventType._value2member_map_ else name.strip()
+    )
     data = payload.get("data")
     instance = _typed(payload.get("instance"), str) or _typed(_get(data, "instance"), str)
     stamp = lowered.get(TIMESTAMP_HEADER.lower())

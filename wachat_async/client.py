@@ -206,7 +206,8 @@ class AsyncWachat:
         policy = settings.retry
         if max_retries is not None and max_retries != policy.max_retries:
             policy = attrs.evolve(policy, max_retries=max_retries)
-        started = time.time()
+        # Wall clock: reconciliation compares it with the server's createdAt.
+        started_wall = time.time()
         ambiguous_before = False
 
         async def attempt() -> T:
@@ -231,13 +232,13 @@ class AsyncWachat:
                         request=call,
                         cause=exc,
                     ) from exc
-                found = await reconcile(exc, started, processed)
+                found = await reconcile(exc, started_wall, processed)
                 if found is not None:
                     return found
                 raise mark_resend_safe(exc) from None
 
-        first_started = time.monotonic()
+        started_monotonic = time.monotonic()  # the retry budget's clock
         try:
             return await attempt()
         except WachatError as failure:
-            return await retry_after_failure(call, attempt, policy, failure, first_started)
+            return await retry_after_failure(call, attempt, policy, failure, started_monotonic)

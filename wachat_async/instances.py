@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
+import attrs
+
 from . import _convert
 from . import _validate as check
 from ._http import JSON, PNG, Call, RawResponse
@@ -614,8 +616,7 @@ def _decode_state(raw: RawResponse) -> InstanceState:
         if flat.get("state") is None:
             flat["state"] = nested.get("state")
     state = _convert.structure(flat, InstanceState, body=raw.body, prefix="instance")
-    object.__setattr__(state, "raw", data)
-    return state
+    return attrs.evolve(state, raw=data)  # the whole body, not the flattened view
 
 
 def _decode_list_with_skew(raw: RawResponse) -> tuple[list[InstanceInfo], float]:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from urllib.parse import urlsplit
 
 import attrs
 
 from ._retry import RetryPolicy
+from ._security import is_loopback_host
 from .errors import InvalidRequestError
 
 DEFAULT_BASE_URL = "https://app.wachat.net/api/v1"
 API_KEY_ENV = "WACHAT_API_KEY"
 BASE_URL_ENV = "WACHAT_BASE_URL"
 REDACTED = "***"
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def redact(text: str, secret: str) -> str:

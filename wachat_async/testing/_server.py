@@ -32,7 +32,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from .._config import is_loopback_host
+from .._security import is_loopback_host
 from ..webhooks import sign
 from ._faults import Fault, FaultKind, FaultPlan
 

@@ -120,8 +120,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def converter_micro() -> dict[str, Any]:
     """Structuring one create response into models, against the standard json.loads alone."""
-    from wachat_async import CreatedInstance, _json
-    from wachat_async._convert import converter
+    from wachat_async import CreatedInstance, _decode, _json
 
     body = _json.dumps(
         {
@@ -151,9 +150,7 @@ def converter_micro() -> dict[str, Any]:
     loads = min(timeit.repeat(lambda: json.loads(body), number=number, repeat=5)) / number
     structure = (
         min(
-            timeit.repeat(
-                lambda: converter.structure(data, CreatedInstance), number=number, repeat=5
-            )
+            timeit.repeat(lambda: _decode.structure(data, CreatedInstance), number=number, repeat=5)
         )
         / number
     )

@@ -87,9 +87,10 @@ async def test_bad_specs_are_reported_and_the_rest_proceed(
     assert "digits" in str(by_index[1].error)
     assert "instance_name is required" in str(by_index[2].error)
     assert "phone" in str(by_index[3].error)
-    assert by_index[4].ok  # the same name again, sequentially: no journal, so a new instance
-    assert "rejectCalls" in str(by_index[5].error)
-    assert server.count_instances("good_1") == 2
+    # The same name again, even sequentially and without a journal: refused, by position.
+    assert "appears twice in the input (first as spec 0)" in str(by_index[4].error)
+    assert "reject_calls must be True or False" in str(by_index[5].error)
+    assert server.count_instances("good_1") == 1
     assert server.count_instances("good_2") == 0
 
 
@@ -117,10 +118,12 @@ async def test_journal_reconciles_what_was_in_flight_when_the_run_died(
     wa: AsyncWachat, server: FakeWachat, tmp_path: Path
 ) -> None:
     path = tmp_path / "journal.sqlite"
-    with Journal(path) as log:
-        log.begin("landed", time.time())  # sent, created, then the process died
+    async with await Journal.open(path, api_key=KEY, base_url=wa.base_url) as log:
+        # Sent, created, then the process died:
+        await log.record_provision("landed", "in_flight", started_at=time.time())
         await wa.instances.create("landed")
-        log.begin("lost", time.time() - 3600)  # sent an hour ago, never reached the server
+        # Sent an hour ago, never reached the server:
+        await log.record_provision("lost", "in_flight", started_at=time.time() - 3600)
 
     results = await collect(wa, [CreateSpec("landed"), CreateSpec("lost")], journal=path)
     by_name = {r.instance_name: r for r in results}
@@ -132,8 +135,8 @@ async def test_journal_reconciles_what_was_in_flight_when_the_run_died(
     assert not by_name["lost"].created.reconciled
     assert server.count_instances("landed") == 1
     assert server.count_instances("lost") == 1
-    with Journal(path) as journal:
-        assert {e.state for e in journal.entries()} == {"done"}
+    async with await Journal.open(path, api_key=KEY, base_url=wa.base_url) as journal:
+        assert {e.state for e in await journal.provision_entries()} == {"done"}
 
 
 async def test_faults_leave_every_row_accounted_and_a_rerun_finishes(

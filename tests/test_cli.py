@@ -117,7 +117,7 @@ def test_bad_rows_are_reported_with_line_numbers(
     assert "digits" in str(rows[4]["error"])
     assert rows[6]["status"] == "created"  # the quoted newline makes it end on line 6
     assert rows[7]["status"] == "failed"
-    assert "alwaysOnline" in str(rows[7]["error"])
+    assert "always_online" in str(rows[7]["error"])
     assert [p.name for p in pngs(tmp_path / "qr")] == ["ok_one.png", "ok_two.png"]
 
 

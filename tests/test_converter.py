@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,16 +26,48 @@ from wachat_async import (
     ResponseValidationError,
     Webhook,
     WebhookEventType,
+    _decode,
     _json,
 )
-from wachat_async._convert import decode, structure
-from wachat_async._http import RawResponse
-from wachat_async.instances import (
-    _decode_created,
-    _decode_list_with_skew,
-    _decode_qr,
-    _decode_state,
-)
+from wachat_async._config import Settings
+from wachat_async._executor import Executor
+from wachat_async._transport import RawResponse, Transport
+
+T = TypeVar("T")
+
+SETTINGS = Settings("test-key", base_url="http://127.0.0.1:9/api/v1")
+#: Turns a decoder's complaint into the ResponseValidationError a caller sees (no network).
+EXECUTOR = Executor(Transport(SETTINGS), SETTINGS)
+
+
+def read(decoder: Callable[[RawResponse], T], raw: RawResponse) -> T:
+    """Decode as the executor does: a body that does not fit is a ResponseValidationError."""
+    try:
+        return decoder(raw)
+    except _decode.Undecodable as problem:
+        error = EXECUTOR.undecodable(raw, problem, 1)
+    raise error
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    return read(lambda _: _decode.structure(data, cls), response({}))
+
+
+def _decode_created(raw: RawResponse) -> CreatedInstance:
+    return read(_decode.created, raw)
+
+
+def _decode_list_with_skew(raw: RawResponse) -> tuple[list[InstanceInfo], float]:
+    return read(_decode.instances_and_clock, raw)
+
+
+def _decode_qr(raw: RawResponse) -> Any:
+    return read(_decode.qr, raw)
+
+
+def _decode_state(raw: RawResponse) -> Any:
+    return read(_decode.state, raw)
+
 
 VALID_CREATE = {
     "success": True,
@@ -235,7 +268,7 @@ def test_any_schema_valid_list_body_gives_models_or_a_typed_error(body: Any) -> 
 @given(strategy(response_schema("GET", "/webhooks", 200, "application/json")))
 def test_any_schema_valid_webhook_list_gives_models_or_a_typed_error(body: Any) -> None:
     try:
-        hooks = decode(response(body), list[Webhook], key="webhooks")
+        hooks = read(_decode.webhooks, response(body))
     except ResponseValidationError:
         return
     assert all(isinstance(h, Webhook) for h in hooks)

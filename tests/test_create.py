@@ -167,10 +167,10 @@ async def test_accept_headers(server: FakeWachat) -> None:
         ({"instance_name": "x", "number": "++628123"}, "digits with the country code"),
         ({"instance_name": "x", "number": "123"}, "7 to 15 digits"),
         ({"instance_name": "x", "integration": "TELEGRAM"}, "integration must be one of"),
-        ({"instance_name": "x", "reject_calls": "yes"}, "rejectCalls must be True or False"),
+        ({"instance_name": "x", "reject_calls": "yes"}, "reject_calls must be True or False"),
         (
             {"instance_name": "x", "integration": "WHATSAPP-BUSINESS", "meta_token": "t"},
-            "missing: metaBusinessId, metaPhoneNumberId",
+            "missing: meta_business_id, meta_phone_number_id",
         ),
     ],
 )

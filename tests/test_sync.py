@@ -30,10 +30,10 @@ from wachat_async import (
     Wachat,
     sync,
 )
-from wachat_async.instances import AsyncInstances
-from wachat_async.messages import AsyncMessages
+from wachat_async.resources.instances import AsyncInstances
+from wachat_async.resources.messages import AsyncMessages
+from wachat_async.resources.webhooks import AsyncWebhooks
 from wachat_async.testing import FakeWachat, Fault
-from wachat_async.webhooks import AsyncWebhooks
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -107,10 +107,12 @@ def test_rotating_secrets_any_may_match() -> None:
 
 
 def event(name: str | None, payload: dict[str, object]) -> WebhookEvent:
+    """A delivery as Wachat sends it: the event named in the signed body (and the header)."""
     headers = {"X-Wachat-Event": name} if name else {}
+    body = {"event": name, **payload} if name else payload
     return parse_event(
         {**headers, "x-wachat-timestamp": TIMESTAMP, "X-Wachat-Webhook-Id": "7"},
-        json.dumps(payload).encode(),
+        json.dumps(body).encode(),
     )
 
 

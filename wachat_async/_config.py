@@ -1,12 +1,22 @@
-"""Client settings: where to connect, with which key, and how patiently."""
+"""Client options: every one, with its default and its check, written once.
+
+:class:`Settings` is the single source: ``AsyncWachat(...)`` and ``Wachat(...)`` take exactly
+its fields as keyword arguments (their signatures are generated from it, for mypy and at run
+time), ``with_options`` changes the ones in :class:`OptionChanges`, and the ``wachat`` command
+reads its defaults from here. Bad values raise InvalidRequestError when a client is built.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from . import _validate as check
 from ._retry import RetryPolicy
 from ._security import is_loopback_host
 from .errors import InvalidRequestError
@@ -14,73 +24,183 @@ from .errors import InvalidRequestError
 DEFAULT_BASE_URL = "https://app.wachat.net/api/v1"
 API_KEY_ENV = "WACHAT_API_KEY"
 BASE_URL_ENV = "WACHAT_BASE_URL"
-REDACTED = "***"
+
+MiB = 1024 * 1024
 
 
-def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced."""
-    return text.replace(secret, REDACTED) if secret and secret in text else text
+def _api_key(value: str | None) -> str:
+    key = value if value is not None else os.environ.get(API_KEY_ENV)
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidRequestError(
+            f"No Wachat API key: pass api_key=... or set the {API_KEY_ENV} environment variable."
+        )
+    key = key.strip()
+    if any(c in key for c in "\r\n\x00") or not key.isprintable():
+        raise InvalidRequestError("api_key contains characters that cannot go in a header")
+    return check.encodable("api_key", key)
+
+
+def _base_url(value: str | None) -> str:
+    url = (value or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(f"base_url must be an http(s) URL, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidRequestError(
+            "base_url must not carry a query, a fragment or credentials: the key goes in "
+            "api_key, never in a URL"
+        )
+    return url
+
+
+def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"default_headers must be a mapping, got {type(value).__name__}")
+    headers = dict(value)
+    for name, text in headers.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise InvalidRequestError("default_headers names and values must be strings")
+        if any(c in name + text for c in "\r\n\x00"):
+            raise InvalidRequestError(f"default_headers[{name!r}] contains a line break")
+        if name.lower() == "authorization":
+            raise InvalidRequestError(
+                "default_headers must not set Authorization: the client sends the api_key"
+            )
+    return headers
+
+
+def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.seconds(attribute.name, value)
+
+
+def _seconds_or_zero(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.seconds(attribute.name, value, allow_zero=True)
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.positive_int(attribute.name, value)
+
+
+def _flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.flag(attribute.name, value)
+
+
+def _retries(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check.non_negative_int(attribute.name, value)
+
+
+def _policy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, RetryPolicy):
+        raise InvalidRequestError(f"retry_policy must be a RetryPolicy, got {value!r}")
+
+
+def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    parts = urlsplit(check.text("proxy", value))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError("proxy must be an http:// or https:// URL")
 
 
 @attrs.frozen
 class Settings:
     """Everything a client needs to talk to Wachat. The API key is never part of ``repr``."""
 
-    api_key: str = attrs.field(repr=False)
-    base_url: str = DEFAULT_BASE_URL
+    #: The account's API key; falls back to ``$WACHAT_API_KEY``.
+    api_key: str = attrs.field(default=None, converter=_api_key, repr=False)
+    #: Falls back to ``$WACHAT_BASE_URL``, then Wachat's own.
+    base_url: str = attrs.field(default=None, converter=_base_url, kw_only=True)
     #: Seconds for one attempt, connect to last byte.
-    timeout: float = 30.0
-    #: Seconds to get a connection (from the pool or a new one); a slow connect is "not sent".
-    connect_timeout: float = 10.0
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    timeout: float = attrs.field(default=30.0, validator=_seconds, kw_only=True)
+    #: Retries after the first attempt; None keeps the retry policy's (2).
+    max_retries: int | None = attrs.field(default=None, validator=_retries, kw_only=True)
+    #: Backoff, time budget and ``Retry-After`` cap; None for the defaults.
+    retry_policy: RetryPolicy | None = attrs.field(default=None, validator=_policy, kw_only=True)
     #: Reconcile an ambiguous create through ``GET /instance/list`` instead of giving up.
-    reconcile: bool = True
+    reconcile: bool = attrs.field(default=True, validator=_flag, kw_only=True)
     #: Seconds to wait before concluding that an ambiguous create did not happen.
-    settle_delay: float = 3.0
-    #: Connections kept per client.
-    pool_limit: int = 100
-    allow_insecure_http: bool = False
+    settle_delay: float = attrs.field(default=3.0, validator=_seconds_or_zero, kw_only=True)
+    #: Seconds to get a new connection; a slow connect is "not sent" and always retried.
+    connect_timeout: float = attrs.field(default=10.0, validator=_seconds, kw_only=True)
+    #: Connections kept open per client.
+    pool_limit: int = attrs.field(default=100, validator=_positive_int, kw_only=True)
+    #: The most a JSON answer may weigh; reading stops there.
+    max_response_bytes: int = attrs.field(default=16 * MiB, validator=_positive_int, kw_only=True)
+    #: The most an image (QR code, profile picture) may weigh; reading stops there.
+    max_image_bytes: int = attrs.field(default=10 * MiB, validator=_positive_int, kw_only=True)
+    #: Headers sent with every request (not ``Authorization``).
+    default_headers: Mapping[str, str] = attrs.field(
+        default=None, converter=_headers, kw_only=True, eq=False, repr=False
+    )
+    #: An http(s) proxy for every request; None uses ``HTTPS_PROXY``/``NO_PROXY`` if set.
+    proxy: str | None = attrs.field(default=None, validator=_proxy, kw_only=True, repr=False)
+    #: Read proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``) when ``proxy`` is None.
+    trust_env: bool = attrs.field(default=True, validator=_flag, kw_only=True)
+    #: Allow plain ``http://`` to a host that is not loopback (the key then travels in clear).
+    allow_insecure_http: bool = attrs.field(default=False, validator=_flag, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme == "http" and not self.allow_insecure_http and not self.talks_to_loopback:
+            raise InvalidRequestError(
+                f"Refusing to send the API key over plain http to {parts.hostname}; use https, "
+                "or pass allow_insecure_http=True if you really mean it."
+            )
 
     @property
     def talks_to_loopback(self) -> bool:
         return is_loopback_host(urlsplit(self.base_url).hostname)
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in force (``retry_policy`` with ``max_retries`` applied)."""
+        policy = self.retry_policy or RetryPolicy()
+        if self.max_retries is None or self.max_retries == policy.max_retries:
+            return policy
+        return attrs.evolve(policy, max_retries=self.max_retries)
 
-def resolve_settings(
-    api_key: str | None,
-    base_url: str | None,
-    *,
-    timeout: float,
-    max_retries: int,
-    allow_insecure_http: bool,
-    retry: RetryPolicy | None = None,
-    **extra: object,
-) -> Settings:
-    """Apply the environment fallbacks and check everything before a client exists."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    if not key or not key.strip():
-        raise InvalidRequestError(
-            f"No Wachat API key: pass api_key=... or set the {API_KEY_ENV} environment variable."
-        )
-    url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(f"base_url must be an http(s) URL, got {url!r}")
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
-        raise InvalidRequestError(
-            f"Refusing to send the API key over plain http to {parts.hostname}; use https, "
-            "or pass allow_insecure_http=True if you really mean it."
-        )
-    if timeout <= 0:
-        raise InvalidRequestError(f"timeout must be positive, got {timeout!r}")
-    if max_retries < 0:
-        raise InvalidRequestError(f"max_retries must be >= 0, got {max_retries!r}")
-    policy = attrs.evolve(retry or RetryPolicy(), max_retries=max_retries)
-    return Settings(
-        api_key=key.strip(),
-        base_url=url,
-        timeout=timeout,
-        retry=policy,
-        allow_insecure_http=allow_insecure_http,
-        **extra,  # type: ignore[arg-type]
-    )
+
+@attrs.frozen(kw_only=True)
+class OptionChanges:
+    """What ``with_options`` may change on a client that shares its connection pool; None keeps
+    the current value. (The key, base URL, proxy and headers belong to the pool.)"""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    retry_policy: RetryPolicy | None = None
+    reconcile: bool | None = None
+    settle_delay: float | None = None
+    connect_timeout: float | None = None
+    max_response_bytes: int | None = None
+    max_image_bytes: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The changes asked for, as keyword arguments."""
+        return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
+
+    def then(self, later: OptionChanges) -> OptionChanges:
+        """These changes, then ``later`` ones on top."""
+        return attrs.evolve(self, **later.given())
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with these changes, checked as a new client's would be."""
+        return attrs.evolve(settings, **self.given())
+
+
+def options_of(settings: Settings) -> dict[str, Any]:
+    """``settings`` as keyword arguments for a client: every option but the key."""
+    return {
+        f.name: getattr(settings, f.name) for f in attrs.fields(Settings) if f.name != "api_key"
+    }
+
+
+def call_timeout(value: float | None, default: float) -> float:
+    """A per-call ``timeout=``: None means the client's."""
+    if value is None:
+        return default
+    if type(value) is float and math.isfinite(value) and value > 0:
+        return value
+    return check.seconds("timeout", value)

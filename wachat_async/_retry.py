@@ -1,4 +1,4 @@
-"""Retry policy: what may be resent, when, and how often. All of it lives here.
+"""The retry policy: what may be resent, when, and how often; and the one loop that applies it.
 
 Each failure carries a :class:`~wachat_async.errors.FailureClass`:
 
@@ -9,30 +9,38 @@ Each failure carries a :class:`~wachat_async.errors.FailureClass`:
   idempotent, or when reconciliation proved that nothing happened.
 - ``FATAL``: raised at once.
 
-A fresh :class:`tenacity.AsyncRetrying` is built per call (its statistics are per instance and
-would race if shared). Cancellation is never retried.
+tenacity drives the loop: a fresh :class:`tenacity.AsyncRetrying` per call that needs one (its
+statistics are per instance and would race if shared). The first attempt is made by the caller
+outside tenacity, since most calls succeed at once; when it fails, the loop starts by replaying
+that failure as its own first attempt, so every decision goes through the same rules.
+Cancellation is never retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import tenacity
 
+from . import _validate as check
 from .errors import FailureClass, WachatError
-
-if TYPE_CHECKING:
-    from ._http import Call
 
 logger = logging.getLogger("wachat_async")
 
 T = TypeVar("T")
+
+
+def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.seconds(attribute.name, value)
+
+
+def _retries(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check.non_negative_int(attribute.name, value)
 
 
 @attrs.frozen
@@ -40,116 +48,88 @@ class RetryPolicy:
     """How a client retries. Frozen; derive variants with :func:`attrs.evolve`."""
 
     #: Retries after the first attempt.
-    max_retries: int = 2
+    max_retries: int = attrs.field(default=2, validator=_retries)
     #: First backoff ceiling in seconds; doubles per retry (full jitter picks in [0, ceiling]).
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
+    initial_backoff: float = attrs.field(default=0.5, validator=_seconds)
+    max_backoff: float = attrs.field(default=8.0, validator=_seconds)
     #: No retry is started that would end after this many seconds since the call began.
-    total_budget: float = 120.0
+    total_budget: float = attrs.field(default=120.0, validator=_seconds)
     #: The longest ``Retry-After`` honoured; a server asking for more fails the call at once.
-    max_retry_after: float = 60.0
+    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
 
     def backoff(self, retry_number: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry_number`` (1-based)."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
         return random.uniform(0.0, ceiling)
 
+    def allows(self, error: BaseException, resendable: bool) -> bool:
+        """May the call be tried again after ``error``? ``resendable``: the call is idempotent,
+        or reconciliation proved the failed attempt had no effect."""
+        if not isinstance(error, WachatError):
+            return False  # cancellation, programming errors
+        failure = error.failure
+        if failure is FailureClass.NOT_SENT:
+            return True
+        if failure is FailureClass.THROTTLED:
+            retry_after: float | None = getattr(error, "retry_after", None)
+            return retry_after is None or retry_after <= self.max_retry_after
+        if failure is FailureClass.AMBIGUOUS:
+            return resendable
+        return False
 
-def mark_resend_safe(exc: WachatError) -> WachatError:
-    """Record that reconciliation proved an ambiguous attempt had no effect."""
-    exc._resend_safe = True  # type: ignore[attr-defined]
-    return exc
+    def delay_after(self, error: BaseException | None, attempts_made: int) -> float:
+        """Seconds to wait after ``attempts_made`` attempts: what the server asked, else backoff."""
+        retry_after: float | None = getattr(error, "retry_after", None)
+        return retry_after if retry_after is not None else self.backoff(attempts_made)
 
+    async def retry(
+        self,
+        operation: str,
+        first_failure: WachatError,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        resendable: Callable[[], bool],
+        started: float,
+    ) -> T:
+        """Attempts 2.. after ``first_failure``; ``attempt(n)`` makes attempt number ``n``.
 
-def is_retryable(exc: BaseException, call: Call, policy: RetryPolicy) -> bool:
-    if not isinstance(exc, WachatError):
-        return False  # cancellation, programming errors
-    failure = exc.failure
-    if failure is FailureClass.NOT_SENT:
-        return True
-    if failure is FailureClass.THROTTLED:
-        retry_after: float | None = getattr(exc, "retry_after", None)
-        return retry_after is None or retry_after <= policy.max_retry_after
-    if failure is FailureClass.AMBIGUOUS:
-        return call.idempotent or getattr(exc, "_resend_safe", False)
-    return False
+        ``started`` is when the first attempt began (``time.monotonic()``), for the time budget.
+        Returns the first success, or raises the last failure.
+        """
 
+        def may_retry(error: BaseException) -> bool:
+            return self.allows(error, resendable())
 
-async def retry_after_failure(
-    call: Call,
-    attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    failure: WachatError,
-    started: float,
-) -> T:
-    """Take over after a failed first attempt: raise ``failure`` if it may not be retried, else
-    run the retries under the policy.
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.delay_after(error, state.attempt_number)
 
-    The first attempt runs in the caller, outside tenacity: building and driving tenacity costs
-    ~17 µs, about a tenth of a request's client CPU, and most calls succeed at once.
-    ``started`` is when the first attempt began (``time.monotonic()``).
-    """
-    if policy.max_retries == 0 or not is_retryable(failure, call, policy):
-        raise failure
-    return await _retry(call, attempt, policy, failure, started)
+        def log(state: tenacity.RetryCallState) -> None:
+            if logger.isEnabledFor(logging.DEBUG):
+                error = state.outcome.exception() if state.outcome else None
+                failure = getattr(error, "failure", None)
+                logger.debug(
+                    "retrying %s: attempt %d failed (%s: %s); waiting %.2f s",
+                    operation,
+                    state.attempt_number,
+                    failure.value if failure else "unknown",
+                    error,
+                    state.upcoming_sleep,
+                )
 
-
-async def _retry(
-    call: Call,
-    attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    first_failure: WachatError,
-    started: float,
-) -> T:
-    """Retries 1..max_retries, after ``first_failure``. Attempt numbers count the first one."""
-
-    def wait_after(exc: BaseException | None, attempts_made: int) -> float:
-        retry_after: float | None = getattr(exc, "retry_after", None)
-        return retry_after if retry_after is not None else policy.backoff(attempts_made)
-
-    def log_retry(exc: BaseException | None, attempts_made: int, wait: float) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            failure = getattr(exc, "failure", None)
-            logger.debug(
-                "retrying %s: attempt %d failed (%s: %s); waiting %.2f s",
-                call.operation,
-                attempts_made,
-                failure.value if failure else "unknown",
-                exc,
-                wait,
-            )
-
-    first_wait = wait_after(first_failure, 1)
-    if time.monotonic() - started + first_wait >= policy.total_budget:
-        raise first_failure
-    log_retry(first_failure, 1, first_wait)
-    await asyncio.sleep(first_wait)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        return wait_after(
-            state.outcome.exception() if state.outcome else None, state.attempt_number + 1
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1)
+            | tenacity.stop_before_delay(self.total_budget - (time.monotonic() - started)),
+            wait=wait,
+            retry=tenacity.retry_if_exception(may_retry),
+            before_sleep=log,
+            reraise=True,
         )
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        log_retry(
-            state.outcome.exception() if state.outcome else None,
-            state.attempt_number + 1,
-            state.upcoming_sleep,
-        )
-
-    retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.max_retries)
-        | tenacity.stop_before_delay(policy.total_budget - (time.monotonic() - started)),
-        wait=wait,
-        retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, call, policy)),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    async for trial in retrying:
-        with trial:
-            try:
-                return await attempt()
-            except WachatError as exc:
-                exc.attempts = trial.retry_state.attempt_number + 1
-                raise
-    raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+        replay: WachatError | None = first_failure
+        async for trial in retrying:
+            with trial:
+                if replay is not None:
+                    failure, replay = replay, None
+                    raise failure
+                return await attempt(trial.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover

@@ -1,15 +1,18 @@
-"""Input checks that run before anything is sent; each raises InvalidRequestError saying why."""
+"""Input checks that run before anything is sent. Each raises InvalidRequestError naming the
+parameter as the caller wrote it (``reject_calls``, ``timeout``, ``sections[0].rows[1].title``)
+and saying what would be accepted.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._config import is_loopback_host
+from ._security import is_loopback_host
 from .errors import InvalidRequestError
 
 E = TypeVar("E", bound=Enum)
@@ -17,26 +20,45 @@ E = TypeVar("E", bound=Enum)
 _NUMBER_NOISE = re.compile(r"[\s\-().]")
 
 
-def text(field: str, value: Any, *, allow_blank: bool = False) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequestError(f"{field} must be a string, got {type(value).__name__}")
-    if not allow_blank and not value.strip():
-        raise InvalidRequestError(f"{field} must not be empty")
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def encodable(field: str, value: str) -> str:
+    """``value``, if it can go on the wire as UTF-8 (lone surrogates, from bad JSON, cannot)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(
+                f"{field} contains text that cannot be sent (not valid Unicode: "
+                f"{value[exc.start : exc.end]!a} at position {exc.start})"
+            ) from None
     return value
 
 
-def instance_name(value: Any) -> str:
+def text(field: str, value: Any, *, allow_blank: bool = False) -> str:
+    if type(value) is not str and not isinstance(value, str):
+        raise InvalidRequestError(f"{field} must be a string, got {_kind(value)}")
+    if not allow_blank and not value.strip():
+        raise InvalidRequestError(f"{field} must not be empty")
+    return value if value.isascii() else encodable(field, value)
+
+
+def instance_name(field: str, value: Any) -> str:
     """A friendly name for create: non-blank; surrounding whitespace is dropped."""
-    return text("instance_name", value).strip()
+    return text(field, value).strip()
 
 
-def api_name(value: Any) -> str:
+def api_name(field: str, value: Any) -> str:
     """The API instance name (``t1_..._jakarta_store``) that every call after create takes."""
-    return text("instance name", value).strip()
+    return text(field, value).strip()
 
 
-def number(value: Any, field: str = "number") -> str:
+def number(field: str, value: Any) -> str:
     """Digits with country code; spaces, dashes, dots, brackets and a leading ``+`` are dropped."""
+    if type(value) is str and value.isdigit() and value.isascii() and 7 <= len(value) <= 15:
+        return value  # already clean: the common case, without the regex
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     raw = text(field, value)
@@ -68,12 +90,28 @@ def choice(field: str, value: Any, enum_cls: type[E]) -> E:
     return member
 
 
-def non_negative_int(field: str, value: Any) -> int:
+def non_negative_int(field: str, value: Any, unit: str = "") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequestError(
-            f"{field} must be a non-negative integer (milliseconds), got {value!r}"
-        )
+        what = f" ({unit})" if unit else ""
+        raise InvalidRequestError(f"{field} must be a non-negative integer{what}, got {value!r}")
     return value
+
+
+def positive_int(field: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequestError(f"{field} must be a positive integer, got {value!r}")
+    return value
+
+
+def seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A finite, positive (or, with ``allow_zero``, non-negative) number of seconds."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        least = "zero or more" if allow_zero else "more than zero"
+        raise InvalidRequestError(
+            f"{field} must be a finite number of seconds, {least}; got {value!r}"
+        )
+    return float(value)
 
 
 def coordinate(field: str, value: Any, limit: float) -> float:
@@ -107,7 +145,18 @@ def media_url(field: str, value: Any) -> str:
 
 
 def non_empty(field: str, items: Iterable[Any]) -> list[Any]:
+    if isinstance(items, str | bytes):
+        raise InvalidRequestError(f"{field} must be a list, got {_kind(items)}")
     result = list(items)
     if not result:
         raise InvalidRequestError(f"{field} must not be empty")
     return result
+
+
+def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """``check`` that lets None through."""
+
+    def checked(field: str, value: Any) -> Any:
+        return None if value is None else check(field, value)
+
+    return checked

@@ -1,37 +1,44 @@
-"""AsyncWachat: wires settings, the transport and the operation groups together."""
+"""AsyncWachat: one client, one connection pool, every operation."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import aiohttp
 import attrs
 
-from . import _convert
-from ._config import Settings, resolve_settings
-from ._http import Call, RawResponse, Transport
-from ._retry import RetryPolicy, mark_resend_safe, retry_after_failure
-from .errors import (
-    FailureClass,
-    NotFoundError,
-    OutcomeUnknownError,
-    ResponseValidationError,
-    WachatError,
-)
-from .instances import AsyncInstances
-from .messages import AsyncMessages
-from .webhooks import AsyncWebhooks
+from . import _decode
+from . import _validate as check
+from ._config import OptionChanges, Settings, options_of
+from ._executor import Executor
+from ._reconcile import Reconciler
+from ._signatures import arguments
+from ._transport import ANY, Call, Transport
+from .errors import InvalidRequestError
+from .resources.instances import AsyncInstances
+from .resources.messages import AsyncMessages
+from .resources.webhooks import AsyncWebhooks
 
-T = TypeVar("T")
 
-#: Called when a non-idempotent call failed ambiguously: ``(error, started, processed)`` where
-#: ``started`` is the wall-clock time the first attempt began and ``processed`` is True when the
-#: server answered 2xx with an unreadable body. Returns the result found, None when nothing
-#: happened (safe to resend), or raises OutcomeUnknownError.
-Reconciler = Callable[[WachatError, float, bool], Awaitable[T | None]]
+def _session(
+    instance: Any, attribute: attrs.Attribute[Any], value: aiohttp.ClientSession | None
+) -> None:
+    if value is not None and not isinstance(value, aiohttp.ClientSession):
+        raise InvalidRequestError(
+            f"session must be an aiohttp.ClientSession, got {type(value).__name__}"
+        )
+
+
+@attrs.frozen
+class _AsyncClientArguments(Settings):
+    """AsyncWachat's parameters: every client option, and a session of your own to share."""
+
+    #: Your own aiohttp session to share; the client never closes it.
+    session: aiohttp.ClientSession | None = attrs.field(
+        default=None, kw_only=True, validator=_session, eq=False, repr=False
+    )
 
 
 class AsyncWachat:
@@ -44,55 +51,32 @@ class AsyncWachat:
             created.qrcode.save("qr.png")
 
     One client holds one connection pool; share it across tasks. Pass ``session=`` to reuse
-    your own :class:`aiohttp.ClientSession` (the client then never closes it).
+    your own :class:`aiohttp.ClientSession` (the client then never closes it). Every option
+    is checked here, before anything is sent.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 2,
-        session: aiohttp.ClientSession | None = None,
-        allow_insecure_http: bool = False,
-        retry_policy: RetryPolicy | None = None,
-        reconcile: bool = True,
-        settle_delay: float = 3.0,
-        connect_timeout: float = 10.0,
-        pool_limit: int = 100,
-    ) -> None:
-        settings = resolve_settings(
-            api_key,
-            base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            allow_insecure_http=allow_insecure_http,
-            retry=retry_policy,
-            reconcile=reconcile,
-            settle_delay=settle_delay,
-            connect_timeout=connect_timeout,
-            pool_limit=pool_limit,
-        )
-        transport = Transport(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            connect_timeout=settings.connect_timeout,
-            pool_limit=settings.pool_limit,
-            session=session,
-        )
-        self._setup(settings, transport, owns_transport=True)
+    @arguments(_AsyncClientArguments)
+    def __init__(self, options: _AsyncClientArguments) -> None:
+        """Build a client; see :class:`~wachat_async._config.Settings` for each option."""
+        settings = Settings(options.api_key, **options_of(options))
+        self._connect(settings, Transport(settings, options.session), owns_pool=True)
 
-    def _setup(self, settings: Settings, transport: Transport, *, owns_transport: bool) -> None:
+    def _connect(self, settings: Settings, transport: Transport, *, owns_pool: bool) -> None:
         self._settings = settings
         self._transport = transport
-        self._owns_transport = owns_transport
-        self.instances = AsyncInstances(self)
-        self.messages = AsyncMessages(self)
-        self.webhooks = AsyncWebhooks(self)
+        self._owns_pool = owns_pool
+        executor = Executor(transport, settings)
+        self._executor = executor
+        #: Instances: create, QR codes, state, list, delete, wait, create_many.
+        self.instances = AsyncInstances(executor, Reconciler(executor))
+        #: Messages: text, media, location, list, buttons.
+        self.messages = AsyncMessages(executor)
+        #: Webhooks of the account: list and upsert.
+        self.webhooks = AsyncWebhooks(executor)
 
     @property
     def settings(self) -> Settings:
+        """The options in force (the key is not in its repr)."""
         return self._settings
 
     @property
@@ -102,31 +86,13 @@ class AsyncWachat:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._settings.base_url!r}, api_key='***')"
 
-    def with_options(
-        self,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        reconcile: bool | None = None,
-        settle_delay: float | None = None,
-        retry_policy: RetryPolicy | None = None,
-    ) -> Self:
-        """A client with other defaults that shares this one's connection pool.
-
-        Closing the derived client does nothing; close the original.
-        """
-        policy = retry_policy or self._settings.retry
-        if max_retries is not None:
-            policy = attrs.evolve(policy, max_retries=max_retries)
-        settings = attrs.evolve(
-            self._settings,
-            timeout=self._settings.timeout if timeout is None else timeout,
-            retry=policy,
-            reconcile=self._settings.reconcile if reconcile is None else reconcile,
-            settle_delay=self._settings.settle_delay if settle_delay is None else settle_delay,
-        )
-        derived = object.__new__(type(self))
-        derived._setup(settings, self._transport, owns_transport=False)
+    @arguments(OptionChanges)
+    def with_options(self, changes: OptionChanges) -> Self:
+        """A client with other defaults (timeouts, retries, reconciliation, size caps) that
+        shares this one's connection pool. Closing it closes nothing; close the original."""
+        settings = changes.apply(self._settings)
+        derived = type(self)(settings.api_key, **options_of(settings))
+        derived._connect(settings, self._transport, owns_pool=False)
         return derived
 
     async def __aenter__(self) -> Self:
@@ -141,8 +107,8 @@ class AsyncWachat:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it was passed in as ``session=``)."""
-        if self._owns_transport:
+        """Close the connection pool (unless it was passed in as ``session=``). Idempotent."""
+        if self._owns_pool:
             await self._transport.aclose()
 
     @property
@@ -166,79 +132,22 @@ class AsyncWachat:
             await wa.request("DELETE", "/instance/logout", params={"instanceName": name})
 
         Returns the decoded JSON, or the bytes of a non-JSON body. A POST is never resent after
-        an ambiguous failure (it raises :class:`OutcomeUnknownError`).
+        an ambiguous failure (it raises :class:`~wachat_async.OutcomeUnknownError`).
         """
-        call = Call(
-            f"request {method.upper()} {path}",
-            method.upper(),
-            "/" + path.lstrip("/"),
-            params=dict(params) if params else None,
-            json=json,
-            accept="*/*",
+        verb = check.text("method", method).upper()
+        route = "/" + check.text("path", path).lstrip("/")
+        query = None
+        if params:
+            query = {
+                check.text("params key", k): check.text(f"params[{k!r}]", v, allow_blank=True)
+                for k, v in params.items()
+            }
+        call = Call(f"request {verb} {route}", verb, route, accept=ANY)
+        return await self._executor.run(
+            call,
+            _decode.any_body,
+            params=query,
+            body=json,
+            timeout=timeout,
+            max_retries=max_retries,
         )
-
-        def read(raw: RawResponse) -> Any:
-            if raw.content_type == "application/json" or raw.content_type.endswith("+json"):
-                return _convert.json_body(raw)
-            return raw.body
-
-        return await self._execute(call, read, timeout=timeout, max_retries=max_retries)
-
-    async def _execute(
-        self,
-        call: Call,
-        decode: Callable[[RawResponse], T],
-        *,
-        timeout: float | None,
-        max_retries: int | None,
-        reconcile: Reconciler[T] | None = None,
-        gone_after_ambiguous: Callable[[], T] | None = None,
-    ) -> T:
-        """Run ``call`` under the retry policy and decode its success response.
-
-        For a non-idempotent call, an ambiguous failure (or a 2xx that does not decode) goes to
-        ``reconcile``; without one it raises OutcomeUnknownError and is never resent.
-        ``gone_after_ambiguous`` turns a 404 that follows an ambiguous attempt into success
-        (the earlier attempt did it: a delete).
-        """
-        settings = self._settings
-        seconds = settings.timeout if timeout is None else timeout
-        policy = settings.retry
-        if max_retries is not None and max_retries != policy.max_retries:
-            policy = attrs.evolve(policy, max_retries=max_retries)
-        # Wall clock: reconciliation compares it with the server's createdAt.
-        started_wall = time.time()
-        ambiguous_before = False
-
-        async def attempt() -> T:
-            nonlocal ambiguous_before
-            try:
-                return decode(await self._transport.send(call, seconds))
-            except NotFoundError as exc:
-                earlier_lost = ambiguous_before or exc.resent_after_loss
-                if earlier_lost and gone_after_ambiguous is not None:
-                    return gone_after_ambiguous()
-                raise
-            except WachatError as exc:
-                processed = isinstance(exc, ResponseValidationError)
-                ambiguous = processed or exc.failure is FailureClass.AMBIGUOUS
-                ambiguous_before = ambiguous_before or ambiguous
-                if call.idempotent or not ambiguous:
-                    raise
-                if reconcile is None:
-                    raise OutcomeUnknownError(
-                        f"{call.operation} may or may not have taken effect ({exc}); it was not "
-                        "resent, because that could duplicate it.",
-                        request=call,
-                        cause=exc,
-                    ) from exc
-                found = await reconcile(exc, started_wall, processed)
-                if found is not None:
-                    return found
-                raise mark_resend_safe(exc) from None
-
-        started_monotonic = time.monotonic()  # the retry budget's clock
-        try:
-            return await attempt()
-        except WachatError as failure:
-            return await retry_after_failure(call, attempt, policy, failure, started_monotonic)

@@ -1,10 +1,11 @@
-"""The exception tree. Every failure the client reports is a :class:`WachatError`.
+"""Every exception the library raises. Each is a :class:`WachatError`.
 
 ::
 
     WachatError
     ├── InvalidRequestError (also ValueError)   bad input, caught before anything is sent
     ├── APIError                                 the server answered with an error status
+    │   ├── RedirectError            3xx: an API client follows no redirect (``location``)
     │   ├── BadRequestError          400
     │   ├── AuthenticationError      401
     │   ├── PermissionDeniedError    403
@@ -16,22 +17,27 @@
     ├── APIConnectionError                       no usable response arrived
     │   └── APITimeoutError (also TimeoutError)
     ├── ResponseValidationError                  a success response that does not decode
+    │   └── ResponseTooLargeError                ... or is larger than the client reads
     ├── OutcomeUnknownError                      a create or send may or may not have happened
     │   └── UnreadableOutcomeError (also ResponseValidationError)
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
-    └── WebhookSignatureError                    an incoming delivery failed verification
+    ├── WebhookSignatureError                    an incoming delivery failed verification
+    ├── WebhookPayloadError (also ValueError)    an incoming delivery that is not a JSON object
+    └── JournalError                             a bulk journal that cannot be used
+        ├── JournalInUseError                    another process has it open
+        └── JournalMismatchError                 it belongs to another account or base URL
 
-Every error carries ``attempts``: how many requests were made before it was raised.
+Every error carries ``attempts``: how many requests were made for the call that failed. Fields
+are set once, when the error is built, and every error survives ``pickle`` and ``copy`` with its
+type and fields (for Celery, multiprocessing and ``concurrent.futures``). Text that came from a
+server has the API key removed before it is stored.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._http import Call
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -42,22 +48,28 @@ __all__ = [
     "ConflictError",
     "FailureClass",
     "InvalidRequestError",
+    "JournalError",
+    "JournalInUseError",
+    "JournalMismatchError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "ServerError",
     "UnreadableOutcomeError",
     "UpstreamError",
     "WachatError",
     "WaitTimeoutError",
+    "WebhookPayloadError",
     "WebhookSignatureError",
 ]
 
 
 class FailureClass(enum.Enum):
-    """How a failed attempt may be retried (see the retry policy)."""
+    """How a failed attempt may be retried (see :class:`~wachat_async.RetryPolicy`)."""
 
     #: The request never left the client (DNS, refused, connect timeout): any call may be resent.
     NOT_SENT = "not_sent"
@@ -65,8 +77,15 @@ class FailureClass(enum.Enum):
     THROTTLED = "throttled"
     #: It may have been processed (read timeout, reset, 500/502/504): resend only idempotent calls.
     AMBIGUOUS = "ambiguous"
-    #: Resending cannot help (other 4xx, TLS errors, a 2xx that does not decode).
+    #: Resending cannot help (other 4xx, 3xx, TLS errors, a 2xx that does not decode).
     FATAL = "fatal"
+
+
+def _restore(cls: type[WachatError], args: tuple[Any, ...], fields: dict[str, Any]) -> WachatError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 class WachatError(Exception):
@@ -77,15 +96,27 @@ class WachatError(Exception):
     #: Retry class of the failure; None for errors that never reached the network.
     failure: FailureClass | None = None
 
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields rather than by calling __init__ again with ``args``, which
+        # keyword-only fields would not survive.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
 
 class InvalidRequestError(WachatError, ValueError):
-    """Bad input, detected before anything was sent."""
+    """Bad input, detected before anything was sent. The message names your parameter."""
 
 
 class APIError(WachatError):
-    """The server answered with an error status."""
+    """The server answered with an error status.
 
-    failure = FailureClass.FATAL
+    ``message`` is the server's own words; ``hint`` (when set) says what usually causes it.
+    """
+
+    failure: FailureClass | None = FailureClass.FATAL
 
     def __init__(
         self,
@@ -98,25 +129,45 @@ class APIError(WachatError):
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
         failure: FailureClass | None = None,
+        hint: str | None = None,
+        attempts: int = 1,
     ) -> None:
         self.status_code = status_code
-        #: True when aiohttp itself resent the request after losing the first response.
-        self.resent_after_loss = False
-        #: Seconds the server asked to wait before trying again (``Retry-After``), if it said.
-        self.retry_after = retry_after
-        if failure is not None:
-            self.failure = failure
         self.message = message
-        #: The response body as text (with the API key redacted, should the server echo it).
+        #: The response body as text (the API key removed, should the server echo it).
         self.body = body
         self.method = method
         self.path = path
         self.headers: Mapping[str, str] = dict(headers or {})
-        super().__init__(str(self))
+        #: Seconds the server asked to wait before trying again (``Retry-After``), if it said.
+        self.retry_after = retry_after
+        self.hint = hint
+        if failure is not None:
+            self.failure = failure
+        super().__init__(self._describe(), attempts=attempts)
+
+    def _describe(self) -> str:
+        text = f"{self.status_code} {self.message}"
+        if self.method:
+            text += f" ({self.method} {self.path})"
+        if self.hint:
+            text += f". {self.hint}"
+        return text
 
     def __str__(self) -> str:
-        where = f" ({self.method} {self.path})" if self.method else ""
-        return f"{self.status_code} {self.message}{where}"
+        return self._describe()
+
+
+class RedirectError(APIError):
+    """3xx: the server pointed elsewhere. The client never follows a redirect (it would resend
+    the body, and the key, to wherever it points); ``location`` says where, redacted."""
+
+    def __init__(
+        self, status_code: int, message: str, body: str = "", *, location: str | None, **kwargs: Any
+    ) -> None:
+        #: Where the server pointed (``Location``), with the API key removed; None if it did not.
+        self.location = location
+        super().__init__(status_code, message, body, **kwargs)
 
 
 class BadRequestError(APIError):
@@ -142,13 +193,13 @@ class ConflictError(APIError):
 class RateLimitError(APIError):
     """429: too many requests. ``retry_after`` is the wait the server asked for, in seconds."""
 
-    failure = FailureClass.THROTTLED
+    failure: FailureClass | None = FailureClass.THROTTLED
 
 
 class ServerError(APIError):
     """5xx: the server failed."""
 
-    failure = FailureClass.AMBIGUOUS
+    failure: FailureClass | None = FailureClass.AMBIGUOUS
 
 
 class UpstreamError(ServerError):
@@ -159,12 +210,18 @@ class APIConnectionError(WachatError):
     """No usable response arrived: the connection failed, was reset, or the body was cut off."""
 
     def __init__(
-        self, message: str, *, failure: FailureClass, method: str = "", path: str = ""
+        self,
+        message: str,
+        *,
+        failure: FailureClass,
+        method: str = "",
+        path: str = "",
+        attempts: int = 1,
     ) -> None:
         self.failure = failure
         self.method = method
         self.path = path
-        super().__init__(f"{message} ({method} {path})" if method else message)
+        super().__init__(f"{message} ({method} {path})" if method else message, attempts=attempts)
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -174,38 +231,56 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 class ResponseValidationError(WachatError):
     """A success response whose body could not be decoded into the documented shape."""
 
-    failure = FailureClass.FATAL
+    failure: FailureClass | None = FailureClass.FATAL
 
     def __init__(
-        self, message: str, *, field: str | None, body: str, status_code: int = 200
+        self,
+        message: str,
+        *,
+        field: str | None,
+        body: str,
+        status_code: int = 200,
+        attempts: int = 1,
     ) -> None:
         #: Dotted path of the offending JSON field (``instance.apiInstanceName``), or None.
         self.field = field
-        #: The raw response body as text.
+        #: The start of the response body as text (the API key removed).
         self.body = body
         self.status_code = status_code
-        super().__init__(message)
+        super().__init__(message, attempts=attempts)
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """A success response larger than the client reads (``max_response_bytes`` or, for images,
+    ``max_image_bytes``). Reading stopped at ``limit`` bytes, so memory never held more."""
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(message, **kwargs)
 
 
 class OutcomeUnknownError(WachatError):
     """A non-idempotent call (create, send) may or may not have taken effect.
 
     The client did not resend it, because resending could duplicate an instance or a message.
-    ``candidates`` holds the instances reconciliation found (zero, or more than one).
+    ``request`` describes the call (operation, method, path); ``candidates`` holds the instances
+    reconciliation found (none, or more than one).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        request: Call,
+        request: Any,
         candidates: Sequence[Any] = (),
         cause: BaseException | None = None,
+        attempts: int = 1,
     ) -> None:
         self.request = request
         self.candidates = list(candidates)
+        #: The failure that made the outcome unknown (a timeout, a reset, an unreadable answer).
         self.cause = cause
-        super().__init__(message)
+        super().__init__(message, attempts=attempts)
 
 
 class UnreadableOutcomeError(ResponseValidationError, OutcomeUnknownError):
@@ -220,26 +295,50 @@ class UnreadableOutcomeError(ResponseValidationError, OutcomeUnknownError):
         field: str | None,
         body: str,
         status_code: int,
-        request: Call,
+        request: Any,
         candidates: Sequence[Any] = (),
         cause: BaseException | None = None,
+        attempts: int = 1,
     ) -> None:
-        WachatError.__init__(self, message)  # both bases' fields are set here, once
+        # Both bases' fields, set here once (their __init__s would each call the other's).
         self.field = field
         self.body = body
         self.status_code = status_code
         self.request = request
         self.candidates = list(candidates)
         self.cause = cause
+        WachatError.__init__(self, message, attempts=attempts)
 
 
 class WaitTimeoutError(WachatError, TimeoutError):
     """``wait_until_connected`` ran out of time before the QR code was scanned."""
 
-    def __init__(self, message: str, *, last_state: Any = None) -> None:
+    def __init__(self, message: str, *, last_state: Any = None, attempts: int = 1) -> None:
+        #: The last :class:`~wachat_async.InstanceState` seen.
         self.last_state = last_state
-        super().__init__(message)
+        super().__init__(message, attempts=attempts)
 
 
 class WebhookSignatureError(WachatError):
     """An incoming webhook delivery failed verification; the message says which check failed."""
+
+
+class WebhookPayloadError(WachatError, ValueError):
+    """An incoming webhook delivery whose body is not a JSON object."""
+
+
+class JournalError(WachatError):
+    """A bulk journal that cannot be used: damaged, unreadable, or not a journal."""
+
+    def __init__(self, message: str, *, path: str = "", attempts: int = 1) -> None:
+        #: The journal file.
+        self.path = path
+        super().__init__(message, attempts=attempts)
+
+
+class JournalInUseError(JournalError):
+    """Another process has the journal open: two runs on one journal could duplicate work."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal was written for another account (API key) or another base URL."""

@@ -11,17 +11,20 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NewType, Self
 
 import attrs
 
+from . import _validate as check
 from . import qr as _qr
+from .errors import InvalidRequestError
 
 logger = logging.getLogger("wachat_async")
 
 __all__ = [
+    "ButtonsMessage",
     "ConnectionState",
     "CreateSpec",
     "CreatedInstance",
@@ -30,13 +33,18 @@ __all__ = [
     "InstanceRef",
     "InstanceState",
     "Integration",
+    "ListMessage",
     "ListRow",
     "ListSection",
+    "LocationMessage",
+    "MediaMessage",
     "MediaType",
+    "MessagePayload",
     "QrCode",
     "QrImage",
     "ReplyButton",
     "SendResult",
+    "TextMessage",
     "Webhook",
     "WebhookEventType",
 ]
@@ -45,6 +53,8 @@ __all__ = [
 ALIASES = "wachat_aliases"
 #: Field metadata key: the field is set by the client, never read from the JSON.
 LOCAL = "wachat_local"
+#: Field metadata key: on a request spec, ``check(field_name, value) -> wire value``.
+WIRE = "wachat_wire"
 
 #: A string that must not be empty: the API names every later call takes.
 NonEmptyStr = NewType("NonEmptyStr", str)
@@ -109,7 +119,7 @@ class WebhookEventType(OpenEnum):
     CONNECTION_UPDATE = "connection.update"
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class QrCode:
     """A QR code to scan with WhatsApp. Codes expire: ask ``instances.qr(name)`` for a fresh one."""
 
@@ -133,8 +143,15 @@ class QrCode:
         """Write the PNG image to ``path``."""
         _qr.save_png(self.png_bytes(), path)
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows the QR itself."""
+        return None if self.base64 is None else self.png_bytes()
 
-@attrs.frozen
+    def _repr_html_(self) -> str | None:
+        return None if self.base64 is None else _qr.html_img(self.base64)
+
+
+@attrs.frozen(weakref_slot=False)
 class Instance:
     """An instance as the create call describes it."""
 
@@ -150,7 +167,7 @@ class Instance:
     integration: Integration | None = None
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class CreatedInstance:
     """Result of ``instances.create``."""
 
@@ -165,7 +182,7 @@ class CreatedInstance:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class QrImage:
     """Result of ``instances.create_qr_image``: the QR as PNG bytes and the two names."""
 
@@ -174,10 +191,15 @@ class QrImage:
     api_instance_name: str
 
     def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the PNG image to ``path``."""
         _qr.save_png(self.png, path)
 
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows the QR itself."""
+        return self.png
 
-@attrs.frozen
+
+@attrs.frozen(weakref_slot=False)
 class InstanceState:
     """Result of ``instances.state``: the connection state plus profile data when connected."""
 
@@ -196,7 +218,7 @@ class InstanceState:
         return self.state is ConnectionState.OPEN
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class InstanceInfo:
     """One item of ``instances.list``."""
 
@@ -217,7 +239,7 @@ class InstanceInfo:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class InstanceRef:
     """The instance a webhook is bound to."""
 
@@ -227,7 +249,7 @@ class InstanceRef:
     internal_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class Webhook:
     id: int | None = None
     name: str | None = None
@@ -243,13 +265,15 @@ class Webhook:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class SendResult:
     """A message accepted (queued) for delivery. The body is undocumented: ``raw`` keeps it."""
 
     status_code: int
     success: bool | None = None
     message: str | None = None
+    #: The WhatsApp message id, when the answer carries one (``data.id``, ``key.id``, ``id``).
+    message_id: str | None = None
     raw: Any = attrs.field(default=None, repr=False, eq=False)
 
 
@@ -278,30 +302,109 @@ class ReplyButton:
     text: str
 
 
-@attrs.frozen
-class CreateSpec:
-    """Everything ``instances.create`` accepts, as one value (a CSV row, a bulk item)."""
+# -- what a message says (sends and broadcasts) ----------------------------------------------
 
-    instance_name: str
-    number: str | None = None
-    integration: Integration | str | None = None
-    reject_calls: bool | None = None
-    ignore_groups: bool | None = None
-    always_online: bool | None = None
-    read_messages: bool | None = None
-    read_status: bool | None = None
-    meta_token: str | None = attrs.field(default=None, repr=False)
-    meta_business_id: str | None = None
-    meta_phone_number_id: str | None = None
+
+@attrs.frozen(weakref_slot=False)
+class TextMessage:
+    """A text message (``messages.send_text``)."""
+
+    message: str
+    #: Typing delay in milliseconds; the server picks 3-5 s when omitted.
+    delay: int | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class MediaMessage:
+    """An image, video, document or audio, fetched by Wachat from ``media_url``."""
+
+    media_url: str = attrs.field(kw_only=False)
+    media_type: MediaType | str
+    caption: str | None = None
+    file_name: str | None = None
+    mimetype: str | None = None
+    delay: int | None = None
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class LocationMessage:
+    """A pin on the map (``/send-location``)."""
+
+    latitude: float
+    longitude: float
+    place_name: str | None = None
+    address: str | None = None
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class ListMessage:
+    """A list menu: a button that opens ``sections`` of selectable rows."""
+
+    title: str
+    text: str
+    button_text: str
+    sections: Sequence[ListSection]
+    footer_text: str | None = None
+    delay: int | None = None
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class ButtonsMessage:
+    """Up to three quick-reply buttons (experimental: the API has not published the shape)."""
+
+    text: str
+    buttons: Sequence[ReplyButton | str]
+    title: str | None = None
+    footer_text: str | None = None
+    delay: int | None = None
+
+
+MessagePayload = TextMessage | MediaMessage | LocationMessage | ListMessage | ButtonsMessage
+
+
+def _wire(check: Any) -> dict[str, Any]:
+    return {WIRE: check}
+
+
+def _integration(field: str, value: Any) -> str:
+    return check.choice(field, value, Integration).value
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class CreateSpec:
+    """Everything ``instances.create`` accepts, as one value (a CSV row, a bulk item).
+
+    The one list of create fields: ``create``, ``create_qr_image``, ``create_many`` and the CSV
+    columns of ``wachat provision`` all take exactly these. Nothing is checked when a spec is
+    built; the checks run when it is sent, and name the field as written here.
+    """
+
+    #: The friendly name you choose; Wachat derives the API name from it.
+    instance_name: str = attrs.field(kw_only=False, metadata=_wire(check.instance_name))
+    #: The WhatsApp number, digits with country code (``+``, spaces and dashes are dropped).
+    number: str | None = attrs.field(default=None, metadata=_wire(check.number))
+    #: ``WHATSAPP-BAILEYS`` (QR code, the default) or ``WHATSAPP-BUSINESS`` (Meta Cloud API).
+    integration: Integration | str | None = attrs.field(default=None, metadata=_wire(_integration))
+    reject_calls: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    ignore_groups: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    always_online: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    read_messages: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    read_status: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    #: WHATSAPP-BUSINESS only, like the next two (all three are required there).
+    meta_token: str | None = attrs.field(default=None, repr=False, metadata=_wire(check.text))
+    meta_business_id: str | None = attrs.field(default=None, metadata=_wire(check.text))
+    meta_phone_number_id: str | None = attrs.field(default=None, metadata=_wire(check.text))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Self:
-        """Build from a mapping with snake_case keys; unknown keys are an error."""
+        """Build from a mapping with these field names; unknown or missing keys are an error."""
         known = {f.name for f in attrs.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise TypeError(f"unknown create field(s): {', '.join(sorted(unknown))}")
+            raise InvalidRequestError(
+                f"unknown create field(s): {', '.join(sorted(map(str, unknown)))}; "
+                f"the fields are {', '.join(f.name for f in attrs.fields(cls))}"
+            )
+        if "instance_name" not in data:
+            raise InvalidRequestError("instance_name is required")
         return cls(**data)
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return attrs.asdict(self, recurse=False)

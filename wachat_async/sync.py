@@ -20,21 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections.abc
 import concurrent.futures
 import contextlib
+import functools
 import os
+import sys
 import threading
+import types
+import typing
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-from ._retry import RetryPolicy
+from ._config import OptionChanges, Settings, options_of
+from ._signatures import arguments, signature
 from .client import AsyncWachat
-from .instances import AsyncInstances
-from .messages import AsyncMessages
-from .webhooks import AsyncWebhooks
+from .resources.instances import AsyncInstances
+from .resources.messages import AsyncMessages
+from .resources.webhooks import AsyncWebhooks
 
 __all__ = ["EventLoopBlockingWarning", "Wachat"]
 
@@ -139,6 +145,10 @@ class _LoopThread:
                 asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(
                     _CLEANUP_TIMEOUT + 1
                 )
+        with contextlib.suppress(Exception, concurrent.futures.CancelledError):
+            asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop).result(
+                _CLEANUP_TIMEOUT
+            )
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(_CLEANUP_TIMEOUT)
         if not self.thread.is_alive():
@@ -178,10 +188,22 @@ def _warn_if_blocking_a_loop() -> None:
     _warned_blocking = True
     warnings.warn(
         "Wachat (the synchronous client) was called from a running event loop, which it blocks "
-        "until the call returns; use AsyncWachat in async code.",
+        "until the call returns; use AsyncWachat in async code (in a notebook: "
+        "`async with AsyncWachat() as wa:` and `await` its calls).",
         EventLoopBlockingWarning,
-        stacklevel=4,  # warn <- run <- the bridged call <- the user's line
+        stacklevel=_first_frame_outside_the_package(),
     )
+
+
+def _first_frame_outside_the_package() -> int:
+    """The ``stacklevel`` that makes a warning point at the user's line."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)  # the function that warns
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _after_fork_in_child() -> None:
@@ -205,15 +227,38 @@ atexit.register(_shutdown_at_exit)
 # -- bridging -------------------------------------------------------------------------------
 
 
+def _bridged_function(
+    method: Callable[..., Any], run: Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """A plain function standing for ``method`` of the async group: its name, docstring and
+    real signature (for ``help()``, IDEs and ``inspect``), with async return types made
+    blocking (``AsyncIterator[X]`` becomes ``Iterator[X]``)."""
+
+    def bridged(facade: _Facade, /, *args: Any, **kwargs: Any) -> Any:
+        target, portal = facade._bridge_target()
+        return run(portal, method(target, *args, **kwargs), args, kwargs)
+
+    functools.update_wrapper(bridged, method)
+    sig = signature(method)
+    returns = sig.return_annotation
+    if typing.get_origin(returns) in (collections.abc.AsyncIterator, collections.abc.AsyncIterable):
+        item: Any = typing.get_args(returns)[0]
+        returns = Iterator[item]
+    bridged.__signature__ = sig.replace(return_annotation=returns)  # type: ignore[attr-defined]
+    return bridged
+
+
 class _Bridged(Generic[P, R]):
     """A class attribute that exposes an async method as a blocking one, signature intact."""
 
     def __init__(self, method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]) -> None:
-        self._method = method
+        self._function = _bridged_function(
+            method, lambda portal, coro, args, kwargs: portal.run(coro)
+        )
         self.__doc__ = method.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
+        self._function.__qualname__ = f"{owner.__qualname__}.{name}"
 
     @overload
     def __get__(self, obj: None, owner: type) -> Self: ...
@@ -222,23 +267,20 @@ class _Bridged(Generic[P, R]):
     def __get__(self, obj: _Facade | None, owner: type) -> Self | Callable[P, R]:
         if obj is None:
             return self
-        method = self._method
-
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            target, portal = obj._bridge_target()
-            return portal.run(method(target, *args, **kwargs))
-
-        call.__name__ = self._name
-        call.__doc__ = self.__doc__
-        return call
+        return types.MethodType(self._function, obj)
 
 
 class _BridgedIterator(Generic[P, R]):
     """Exposes an async-iterator method as one returning a plain iterator."""
 
     def __init__(self, method: Callable[Concatenate[Any, P], AsyncIterator[R]]) -> None:
-        self._method = method
+        self._function = _bridged_function(
+            method, lambda portal, source, args, kwargs: _iterate(portal, source)
+        )
         self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._function.__qualname__ = f"{owner.__qualname__}.{name}"
 
     @overload
     def __get__(self, obj: None, owner: type) -> Self: ...
@@ -247,13 +289,7 @@ class _BridgedIterator(Generic[P, R]):
     def __get__(self, obj: _Facade | None, owner: type) -> Self | Callable[P, Iterator[R]]:
         if obj is None:
             return self
-        method = self._method
-
-        def call(*args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
-            target, portal = obj._bridge_target()
-            return _iterate(portal, method(target, *args, **kwargs))
-
-        return call
+        return types.MethodType(self._function, obj)
 
 
 def _iterate(portal: _LoopThread, source: AsyncIterator[R]) -> Iterator[R]:
@@ -280,8 +316,11 @@ class _Delegated(Generic[P, R]):
     """Exposes a plain (non-async) method of the async group as is."""
 
     def __init__(self, method: Callable[Concatenate[Any, P], R]) -> None:
-        self._method = method
+        self._function = _bridged_function(method, lambda portal, result, args, kwargs: result)
         self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._function.__qualname__ = f"{owner.__qualname__}.{name}"
 
     @overload
     def __get__(self, obj: None, owner: type) -> Self: ...
@@ -290,12 +329,7 @@ class _Delegated(Generic[P, R]):
     def __get__(self, obj: _Facade | None, owner: type) -> Self | Callable[P, R]:
         if obj is None:
             return self
-        method = self._method
-
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return method(obj._bridge_target()[0], *args, **kwargs)
-
-        return call
+        return types.MethodType(self._function, obj)
 
 
 class _Facade:
@@ -316,7 +350,7 @@ class _Group(_Facade):
 
 
 class Instances(_Group):
-    """``wa.instances``: the blocking twin of :class:`~wachat_async.instances.AsyncInstances`."""
+    """``wa.instances``, blocking: the twin of ``AsyncWachat().instances``."""
 
     create = _Bridged(AsyncInstances.create)
     create_qr_image = _Bridged(AsyncInstances.create_qr_image)
@@ -333,8 +367,9 @@ class Instances(_Group):
 
 
 class Messages(_Group):
-    """``wa.messages``: the blocking twin of :class:`~wachat_async.messages.AsyncMessages`."""
+    """``wa.messages``, blocking: the twin of ``AsyncWachat().messages``."""
 
+    send = _Bridged(AsyncMessages.send)
     send_text = _Bridged(AsyncMessages.send_text)
     send_media = _Bridged(AsyncMessages.send_media)
     send_location = _Bridged(AsyncMessages.send_location)
@@ -343,7 +378,7 @@ class Messages(_Group):
 
 
 class Webhooks(_Group):
-    """``wa.webhooks``: the blocking twin of :class:`~wachat_async.webhooks.AsyncWebhooks`."""
+    """``wa.webhooks``, blocking: the twin of ``AsyncWachat().webhooks``."""
 
     list = _Bridged(AsyncWebhooks.list)
     upsert = _Bridged(AsyncWebhooks.upsert)
@@ -356,44 +391,28 @@ class Wachat(_Facade):
         with Wachat() as wa:                          # key from WACHAT_API_KEY
             created = wa.instances.create("jakarta_store", number="628123456789")
 
-    Safe to share between threads. Do not call it from async code: use AsyncWachat there.
+    Safe to share between threads. In async code use AsyncWachat: called from a running event
+    loop, Wachat blocks that loop (and warns once, EventLoopBlockingWarning).
     """
 
     request = _Bridged(AsyncWachat.request)
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 2,
-        allow_insecure_http: bool = False,
-        retry_policy: RetryPolicy | None = None,
-        reconcile: bool = True,
-        settle_delay: float = 3.0,
-        connect_timeout: float = 10.0,
-        pool_limit: int = 100,
-    ) -> None:
-        # Built here so bad settings raise in the caller's thread; its session opens on the loop.
-        self._build: Callable[[], AsyncWachat] = lambda: AsyncWachat(
-            api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            allow_insecure_http=allow_insecure_http,
-            retry_policy=retry_policy,
-            reconcile=reconcile,
-            settle_delay=settle_delay,
-            connect_timeout=connect_timeout,
-            pool_limit=pool_limit,
-        )
+    @arguments(Settings)
+    def __init__(self, settings: Settings) -> None:
+        """Build a client; the options are AsyncWachat's (without ``session``)."""
+        # Checked here, so bad options raise in the caller's thread; the session opens on the
+        # loop thread at the first call.
+        self._settings = settings
         self._root: Wachat | None = None
-        self._options: dict[str, Any] = {}
+        self._changes = OptionChanges()
         self._attach(self._build())
         self.instances = Instances(self, "instances")
         self.messages = Messages(self, "messages")
         self.webhooks = Webhooks(self, "webhooks")
+
+    def _build(self) -> AsyncWachat:
+        settings = self._settings
+        return AsyncWachat(settings.api_key, **options_of(settings))
 
     def _attach(self, client: AsyncWachat) -> None:
         self._async = client
@@ -413,10 +432,21 @@ class Wachat(_Facade):
             self._finalizer.detach()
             self._attach(self._build())
         else:
-            root_client, portal = self._root._bridge_target()
-            self._async = root_client.with_options(**self._options)
-            self._portal = portal
-            self._pid = os.getpid()
+            self._share(self._root)
+
+    def _share(self, root: Wachat) -> None:
+        """Use ``root``'s session (with this client's option changes) instead of its own."""
+        self._finalizer.detach()  # its own client never opened a session: nothing to close
+        target, portal = root._bridge_target()
+        self._root = root
+        self._async = target.with_options(**self._changes.given())
+        self._portal = portal
+        self._pid = os.getpid()
+
+    @property
+    def settings(self) -> Settings:
+        """The options in force (the key is not in its repr)."""
+        return self._async.settings
 
     @property
     def base_url(self) -> str:
@@ -425,39 +455,15 @@ class Wachat(_Facade):
     def __repr__(self) -> str:
         return f"Wachat(base_url={self._async.base_url!r}, api_key='***')"
 
-    def with_options(
-        self,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        reconcile: bool | None = None,
-        settle_delay: float | None = None,
-        retry_policy: RetryPolicy | None = None,
-    ) -> Wachat:
+    @arguments(OptionChanges)
+    def with_options(self, changes: OptionChanges) -> Wachat:
         """A client with other defaults sharing this one's session (close the original)."""
-        options = {
-            k: v
-            for k, v in {
-                "timeout": timeout,
-                "max_retries": max_retries,
-                "reconcile": reconcile,
-                "settle_delay": settle_delay,
-                "retry_policy": retry_policy,
-            }.items()
-            if v is not None
-        }
         root = self._root or self
-        derived = object.__new__(Wachat)
-        derived._build = self._build
-        derived._root = root
-        derived._options = {**self._options, **options}
-        target, portal = root._bridge_target()
-        derived._async = target.with_options(**derived._options)
-        derived._portal = portal
-        derived._pid = os.getpid()
-        derived.instances = Instances(derived, "instances")
-        derived.messages = Messages(derived, "messages")
-        derived.webhooks = Webhooks(derived, "webhooks")
+        merged = self._changes.then(changes)
+        settings = merged.apply(root._settings)
+        derived = Wachat(settings.api_key, **options_of(settings))
+        derived._changes = merged
+        derived._share(root)
         return derived
 
     def close(self) -> None:

@@ -1,0 +1,492 @@
+"""The transport: one attempt over one aiohttp session, and the network failures it can meet.
+
+It owns the session (opened lazily inside the running loop, as aiohttp requires, and closed
+when that loop shuts down if nobody closed it first), sends one :class:`Call`, and hands back a
+:class:`RawResponse` whatever its status: deciding what a status means is the executor's job.
+It follows no redirect, reads at most a size cap (counted while reading, so memory never holds
+more), and turns network failures into :class:`~wachat_async.errors.APIConnectionError` with the
+failure class the retry policy needs. Nothing here retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.request
+from collections.abc import AsyncGenerator, Mapping
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.payload import BytesPayload
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from . import _json
+from ._config import Settings
+from ._security import Redactor
+from ._version import __version__
+from .errors import APIConnectionError, APITimeoutError, FailureClass, InvalidRequestError
+
+logger = logging.getLogger("wachat_async")
+
+JSON = "application/json"
+PNG = "image/png"
+ANY = "*/*"
+USER_AGENT = f"wachat-async/{__version__}"
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: What is read of an answer that announces more than its cap: enough to quote in an error.
+_PREFIX_OF_OVERSIZED = 8192
+_CHUNK = 65536
+_REMEMBERED_QUERIES = 1024
+
+
+class Call:
+    """One API operation, described once (a module constant): its method and path, what it
+    accepts, and whether resending it is harmless. A request is a Call plus its query and body."""
+
+    __slots__ = ("accept", "idempotent", "method", "operation", "path")
+
+    def __init__(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        accept: str = JSON,
+        idempotent: bool | None = None,
+    ) -> None:
+        #: Name used in logs and errors, e.g. ``instances.create``.
+        self.operation = operation
+        self.method = method
+        self.path = path
+        self.accept = accept
+        #: Safe to resend after an ambiguous failure: reads, deletes and updates by id.
+        self.idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
+
+    def __repr__(self) -> str:
+        return f"Call({self.operation!r}, {self.method} {self.path})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_call,
+            (self.operation, self.method, self.path, self.accept, self.idempotent),
+        )
+
+
+def _rebuild_call(operation: str, method: str, path: str, accept: str, idempotent: bool) -> Call:
+    return Call(operation, method, path, accept=accept, idempotent=idempotent)
+
+
+_MEDIA_TYPES: dict[str, str] = {}
+
+
+def media_type(header: str) -> str:
+    """``application/json`` from ``Application/JSON; charset=utf-8``; remembered, since a server
+    sends the same few values again and again."""
+    known = _MEDIA_TYPES.get(header)
+    if known is None:
+        known = header.split(";", 1)[0].strip().lower()
+        if len(_MEDIA_TYPES) < 256:
+            _MEDIA_TYPES[header] = known
+    return known
+
+
+class RawResponse:
+    """An answer as it arrived: status, headers and (at most a cap of) the body."""
+
+    __slots__ = ("body", "complete", "headers", "resent", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        *,
+        complete: bool = True,
+        resent: bool = False,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        #: False when the body was larger than the cap and reading stopped there.
+        self.complete = complete
+        #: True when aiohttp (3.10) silently resent the request after losing the first answer.
+        self.resent = resent
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lowercase, without parameters (``application/json``)."""
+        return media_type(self.headers.get("Content-Type", ""))
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+#: aiohttp before 3.11 resends idempotent requests on a dropped connection, with no switch.
+_RESENDS_SILENTLY = "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ())
+
+
+def _connection_counter() -> aiohttp.TraceConfig:
+    """Counts the connections each request takes (its ``trace_request_ctx``, when one is set)."""
+
+    async def count(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+    ) -> None:
+        if context.trace_request_ctx is not None:
+            context.trace_request_ctx["count"] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(count)
+    trace.on_connection_reuseconn.append(count)
+    return trace
+
+
+async def _close_when_loop_ends(session: aiohttp.ClientSession) -> AsyncGenerator[None]:
+    """Suspended for the session's life. The loop closes async generators when it shuts down
+    (``asyncio.run`` does) or when this one is garbage collected, so a client nobody closed
+    still closes its session, on its own loop, without an "Unclosed client session" warning."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+#: Guards of sessions abandoned after fork: kept so they are never finalized in the child.
+_ABANDONED: list[object] = []
+
+
+class Transport:
+    """Sends calls over one :class:`aiohttp.ClientSession`: the caller's, or one of its own."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
+        self._settings = settings
+        self._base_url = URL(settings.base_url)
+        self._owned = session is None
+        self._session = session
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._guard: AsyncGenerator[None] | None = None
+        self._closed = False
+        self.redact = Redactor(settings.api_key)
+        self._urls: dict[str, URL] = {}
+        self._query_urls: dict[tuple[Any, ...], URL] = {}
+        identity = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": JSON,
+            # Compressed answers could inflate past the size caps before they are counted.
+            "Accept-Encoding": "identity",
+            **settings.default_headers,
+        }
+        self._identity = identity
+        # A session of ours carries these as its defaults, so a JSON call passes no headers.
+        # A caller's session gets them with every request.
+        self._headers: dict[str, CIMultiDictProxy[str] | None] = {
+            accept: (
+                None
+                if self._owned and accept == JSON
+                else CIMultiDictProxy(
+                    CIMultiDict(
+                        {"Accept": accept} if self._owned else {**identity, "Accept": accept}
+                    )
+                )
+            )
+            for accept in (JSON, PNG, ANY)
+        }
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._counts_connections = _RESENDS_SILENTLY and self._owned
+        #: An answer that announces at most this many bytes is read at once.
+        self._within_caps = min(settings.max_response_bytes, settings.max_image_bytes)
+        self._default_timeout = self.timeout(settings.timeout)
+        proxy = _proxy_for(settings)
+        self._extra: dict[str, Any] = (
+            {"allow_redirects": False, **proxy}
+            if self._owned
+            else {"allow_redirects": False, "raise_for_status": False, **proxy}
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(f"{self._base_url}{path}")
+        return url
+
+    def _with_query(self, url: URL, path: str, params: Mapping[str, str]) -> URL:
+        """``url`` with ``params``, remembered: the same instance is asked about again and
+        again (polling its state, its QR), and encoding a query costs as much as parsing the
+        answer."""
+        key = (path, *params.items())
+        found = self._query_urls.get(key)
+        if found is None:
+            if len(self._query_urls) >= _REMEMBERED_QUERIES:
+                self._query_urls.clear()
+            found = self._query_urls[key] = url.with_query(params)
+        return found
+
+    def timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            # sock_connect times only real connection attempts (a "not sent" failure); unlike
+            # connect=, it arms no timer when a pooled connection is reused, which is most calls.
+            timeout = aiohttp.ClientTimeout(
+                total=seconds, sock_connect=min(seconds, self._settings.connect_timeout)
+            )
+            self._timeouts[seconds] = timeout
+        return timeout
+
+    async def send(
+        self,
+        call: Call,
+        params: Mapping[str, str] | None,
+        body: Any,
+        timeout: float,
+        attempt: int,
+        started: float,
+    ) -> RawResponse:
+        """One attempt of ``call`` with its query and JSON body; any status comes back. Raises
+        APIConnectionError when no answer does.
+
+        ``attempt`` and ``started`` (``time.monotonic()`` when the first attempt began) go into
+        the error's text and ``attempts``.
+        """
+        session = self._session
+        if session is None or (
+            self._owned and (session.closed or self._loop is not asyncio.get_running_loop())
+        ):
+            session = await self._open()
+        url = self._urls.get(call.path) or self.url(call.path)
+        if params:
+            url = self._with_query(url, call.path, params)
+        data = None if body is None else _json_payload(call, body)
+        kwargs = self._extra
+        headers = self._headers.get(call.accept, None)
+        if headers is not None or timeout != self._settings.timeout or not self._owned:
+            kwargs = {**kwargs, "headers": headers, "timeout": self.timeout(timeout)}
+        connects = {"count": 0} if self._counts_connections else None
+        if connects is not None:
+            kwargs = {**kwargs, "trace_request_ctx": connects}
+        error: APIConnectionError | None = None
+        begun = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+        try:
+            async with session.request(call.method, url, data=data, **kwargs) as resp:
+                length = resp.content_length
+                if (
+                    length is not None
+                    and length <= self._within_caps
+                    and "Content-Encoding" not in resp.headers
+                ):
+                    raw = RawResponse(resp.status, resp.headers, await resp.read())
+                else:
+                    raw = await self._read_capped(resp)
+        except aiohttp.ClientSSLError as exc:
+            error = self._failed(call, "TLS failure", exc, FailureClass.FATAL, attempt, started)
+        except aiohttp.ConnectionTimeoutError as exc:
+            error = self._failed(
+                call, "Timed out connecting", exc, FailureClass.NOT_SENT, attempt, started
+            )
+        except aiohttp.ClientConnectorError as exc:
+            error = self._failed(
+                call, "Could not connect", exc, FailureClass.NOT_SENT, attempt, started
+            )
+        except aiohttp.InvalidURL as exc:
+            error = self._failed(call, "Invalid URL", exc, FailureClass.FATAL, attempt, started)
+        except TimeoutError as exc:
+            # Checked after aiohttp's own classes: on 3.11 TimeoutError is also an OSError.
+            error = self._failed(
+                call,
+                f"Timed out after {timeout:g} s",
+                exc,
+                FailureClass.AMBIGUOUS,
+                attempt,
+                started,
+            )
+        except (aiohttp.ClientError, HttpProcessingError, OSError, ValueError) as exc:
+            # Reset, disconnect, cut-off or garbled answer after the request was written: it may
+            # have landed.
+            error = self._failed(
+                call, "Connection lost", exc, FailureClass.AMBIGUOUS, attempt, started
+            )
+        if error is not None:
+            # Raised here, outside the except blocks, so that neither __cause__ nor __context__
+            # carries aiohttp's exception (whose request_info holds the Authorization header).
+            raise error
+        if connects is not None and connects["count"] > 1:
+            raw.resent = True
+        if begun:
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                call.method,
+                call.path,
+                raw.status,
+                (time.perf_counter() - begun) * 1000,
+            )
+        return raw
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> RawResponse:
+        """The body of an answer that is large, compressed, or of unannounced length: read up
+        to its cap (images have their own), counting as it arrives."""
+        settings = self._settings
+        cap = (
+            settings.max_image_bytes
+            if resp.headers.get("Content-Type", "").startswith("image/")
+            else settings.max_response_bytes
+        )
+        length = resp.content_length
+        if length is not None and length > cap:
+            cap = min(cap, _PREFIX_OF_OVERSIZED)  # it said so: read only enough to quote
+            body, _ = await _read_at_most(resp, cap)
+            complete = False
+        else:
+            body, complete = await _read_at_most(resp, cap)
+        if not complete:
+            resp.close()  # the rest is never read: the connection cannot be reused
+        return RawResponse(resp.status, resp.headers, body, complete=complete)
+
+    def _failed(
+        self,
+        call: Call,
+        what: str,
+        exc: BaseException,
+        failure: FailureClass,
+        attempt: int,
+        started: float,
+    ) -> APIConnectionError:
+        detail = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+        if attempt > 1:
+            detail += f" (attempt {attempt}, {time.monotonic() - started:.1f} s after the first)"
+        cls = APITimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
+        return cls(
+            self.redact(detail),
+            failure=failure,
+            method=call.method,
+            path=call.path,
+            attempts=attempt,
+        )
+
+    async def _open(self) -> aiohttp.ClientSession:
+        """The session for the running loop: the caller's, or a new one of ours."""
+        if not self._owned:
+            assert self._session is not None
+            return self._session
+        if self._closed:
+            raise RuntimeError("This Wachat client is closed; create a new one.")
+        loop = asyncio.get_running_loop()
+        old, old_loop = self._session, self._loop
+        if old is not None and not old.closed:
+            if old_loop is not None and old_loop.is_running():
+                raise RuntimeError(
+                    "This AsyncWachat is in use on another event loop (another thread?); "
+                    "create one client per event loop."
+                )
+            self._detach()  # its loop is gone or stopped: nothing can close it properly now
+        settings = self._settings
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.pool_limit),
+            headers=self._identity,
+            timeout=self._default_timeout,
+            raise_for_status=False,
+            auto_decompress=False,
+            # Environment proxies are resolved once per client (_proxy_for): aiohttp's own
+            # trust_env looks them up, and reads ~/.netrc, in a thread for every request.
+            trust_env=False,
+            trace_configs=[_connection_counter()] if _RESENDS_SILENTLY else None,
+        )
+        # aiohttp quietly resends an idempotent request once when its connection drops. Every
+        # resend must go through the retry policy (counted, logged, and a DELETE's 404 after a
+        # lost answer read as success), so turn that off. aiohttp 3.10 has no switch: there the
+        # resend is detected by counting connections instead.
+        if not _RESENDS_SILENTLY:
+            session._retry_connection = False
+        guard = _close_when_loop_ends(session)
+        await anext(guard)
+        self._session, self._loop, self._guard = session, loop, guard
+        return session
+
+    async def aclose(self) -> None:
+        """Close our session (never the caller's). Idempotent."""
+        self._closed = True
+        if not self._owned:
+            return
+        guard, self._guard = self._guard, None
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            if self._loop is asyncio.get_running_loop():
+                await session.close()
+            else:
+                self._detach_session(session)
+        if guard is not None:
+            await guard.aclose()  # its finally finds the session closed
+
+    def abandon(self) -> None:
+        """Forget the session without touching its sockets: after fork they are the parent's."""
+        self._closed = True
+        if self._owned:
+            self._detach()
+
+    def _detach(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            _ABANDONED.append(guard)
+        session, self._session = self._session, None
+        if session is not None:
+            self._detach_session(session)
+
+    @staticmethod
+    def _detach_session(session: aiohttp.ClientSession) -> None:
+        """Mark ``session`` closed without I/O: its pooled sockets belong to a loop (or a parent
+        process) we must not touch. Emptying the pool keeps either object from warning."""
+        connector = session.connector
+        session.detach()
+        conns = getattr(connector, "_conns", None)
+        if isinstance(conns, dict):
+            conns.clear()
+
+
+def _json_payload(call: Call, body: Any) -> BytesPayload:
+    try:
+        encoded = _json.dumps(body)
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:
+        problem = type(exc).__name__
+    else:
+        return BytesPayload(encoded, content_type=JSON)
+    raise InvalidRequestError(
+        f"{call.operation}: the request holds text or values that cannot be sent as JSON "
+        f"({problem})"
+    )
+
+
+def _proxy_for(settings: Settings) -> dict[str, Any]:
+    """The proxy to use for ``base_url``: ``proxy=``, else (with ``trust_env``) the standard
+    environment variables (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)."""
+    if settings.proxy:
+        return {"proxy": settings.proxy}
+    if not settings.trust_env:
+        return {}
+    parts = urlsplit(settings.base_url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return {}
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    return {"proxy": proxy} if proxy else {}
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of the body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        if size + len(chunk) > cap:
+            chunks.append(chunk[: cap - size])
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), True

@@ -1,0 +1,429 @@
+"""The bulk journal: what a provisioning run or a broadcast is about to do, and what it did.
+
+One SQLite file holds both kinds of row, keyed by what must never happen twice: a provisioning
+row per friendly instance name, a message row per message key. A row is written and committed
+(fsync'd, ``synchronous=FULL``) as ``in_flight`` before its request is sent, then ``done``,
+``failed`` or ``unknown``. A re-run skips what is done and reconciles (creates) or reports
+(messages) what was in flight.
+
+A journal belongs to one account, one base URL and one process at a time:
+
+- it stores a one-way fingerprint of the API key (PBKDF2 with a salt of its own, never the key)
+  and the base URL, and refuses a client of another account or URL (JournalMismatchError);
+- it is locked (``flock``) while open; a second process is refused at once (JournalInUseError);
+- a damaged file, a directory, or a path that cannot be opened is a JournalError, raised before
+  anything is sent.
+
+All SQLite work runs on one thread of the journal's own, never on the event loop. Writes that
+arrive together are committed together (group commit), and each caller resumes only once its
+row is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import attrs
+
+from .._security import key_fingerprint, same_fingerprint
+from ..errors import (
+    JournalError,
+    JournalInUseError,
+    JournalMismatchError,
+    OutcomeUnknownError,
+    WachatError,
+)
+
+T = TypeVar("T")
+
+IN_FLIGHT, DONE, FAILED, UNKNOWN = "in_flight", "done", "failed", "unknown"
+_SCHEMA_VERSION = "2"
+_ERROR_CHARS = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS provision (
+    instance_name TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('in_flight', 'done', 'failed', 'unknown')),
+    api_instance_name TEXT,
+    started_at REAL,
+    error TEXT,
+    updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    key TEXT PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('in_flight', 'done', 'failed', 'unknown')),
+    message_id TEXT,
+    started_at REAL,
+    error TEXT,
+    updated_at REAL NOT NULL);
+"""
+
+
+@attrs.frozen
+class ProvisionEntry:
+    """A provisioning row: the create of one friendly name."""
+
+    instance_name: str
+    state: str
+    api_instance_name: str | None
+    started_at: float | None
+    error: str | None
+
+
+@attrs.frozen
+class MessageEntry:
+    """A broadcast row: one message, by key."""
+
+    key: str
+    campaign: str
+    instance: str
+    recipient: str
+    state: str
+    message_id: str | None
+    started_at: float | None
+    error: str | None
+
+
+def outcome_state(error: WachatError) -> str:
+    """How a failure is journaled: ``unknown`` when it may have taken effect."""
+    return UNKNOWN if isinstance(error, OutcomeUnknownError) else FAILED
+
+
+def error_text(error: WachatError) -> str:
+    """An error as the journal keeps it (its text is already free of the API key)."""
+    return f"{type(error).__name__}: {error}"[:_ERROR_CHARS]
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Journal:
+    """An open journal. Use ``async with await Journal.open(path, api_key=..., base_url=...)``."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="wachat-journal", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, api_key: str, base_url: str) -> Self:
+        """Open (or create) the journal at ``path`` for this account and base URL, locked."""
+        return await asyncio.to_thread(cls._open_now, Path(path), api_key, base_url)
+
+    @classmethod
+    def _open_now(cls, path: Path, api_key: str, base_url: str) -> Self:
+        where = str(path)
+        if path.is_dir():
+            raise JournalError(f"journal {where} is a directory, not a file", path=where)
+        if not path.parent.is_dir():
+            raise JournalError(f"cannot open journal {where}: no such directory", path=where)
+        try:
+            lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            reason: str | None = exc.strerror or type(exc).__name__
+        else:
+            reason = None
+        if reason is not None:
+            raise JournalError(f"cannot open journal {where}: {reason}", path=where)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            raise JournalInUseError(
+                f"journal {where} is in use by another process; wait for it to finish (two runs "
+                "on one journal could create or send twice)",
+                path=where,
+            ) from None
+        try:
+            db = cls._connect(path, api_key, base_url)
+        except BaseException:
+            os.close(lock_fd)  # releases the lock
+            raise
+        return cls(path, db, lock_fd)
+
+    @staticmethod
+    def _connect(path: Path, api_key: str, base_url: str) -> sqlite3.Connection:
+        where = str(path)
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed in-flight row survives a power cut, not just a crash.
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            problem: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            problem = None
+        if problem is not None or db is None:
+            if db is not None:
+                db.close()
+            raise JournalError(
+                f"journal {where} cannot be read ({problem}); it is damaged or not a journal. "
+                "Move it aside to start afresh (what it recorded will then be reconciled again)",
+                path=where,
+            )
+        try:
+            if "key_fingerprint" not in meta:
+                salt = secrets.token_bytes(16)
+                rows = {
+                    "schema": _SCHEMA_VERSION,
+                    "key_salt": salt.hex(),
+                    "key_fingerprint": key_fingerprint(api_key, salt),
+                    "base_url": base_url,
+                }
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows.items())
+            elif not same_fingerprint(
+                api_key, bytes.fromhex(meta.get("key_salt", "")), meta["key_fingerprint"]
+            ):
+                raise JournalMismatchError(
+                    f"journal {where} belongs to another account (it was written with a "
+                    "different API key); use another journal for this account",
+                    path=where,
+                )
+            elif meta.get("base_url") != base_url:
+                raise JournalMismatchError(
+                    f"journal {where} was written for {meta.get('base_url')}, not {base_url}; "
+                    "use another journal for this server",
+                    path=where,
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    # -- the journal's thread -------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Run jobs in arrival order; every job that is waiting joins one transaction."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            while True:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._run(batch)
+
+    def _run(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                try:
+                    outcomes.append((job.fn(db), None))
+                except sqlite3.Error as exc:
+                    outcomes.append((None, self._damaged(exc)))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            failure = self._damaged(exc)
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            outcomes = [(None, failure)] * len(batch)
+        for job, (result, error) in zip(batch, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+    def _damaged(self, exc: sqlite3.Error) -> JournalError:
+        where = str(self.path)
+        return JournalError(
+            f"journal {where} failed ({type(exc).__name__}: {exc}); it may be damaged or its "
+            "disk full",
+            path=where,
+        )
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed", path=str(self.path))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, loop, future))
+        return await future
+
+    # -- provisioning rows ----------------------------------------------------------------
+
+    async def provision_entry(self, instance_name: str) -> ProvisionEntry | None:
+        def read(db: sqlite3.Connection) -> ProvisionEntry | None:
+            row = db.execute(
+                "SELECT instance_name, state, api_instance_name, started_at, error "
+                "FROM provision WHERE instance_name = ?",
+                (instance_name,),
+            ).fetchone()
+            return None if row is None else ProvisionEntry(*row)
+
+        return await self._submit(read)
+
+    async def provision_entries(self) -> list[ProvisionEntry]:
+        def read(db: sqlite3.Connection) -> list[ProvisionEntry]:
+            rows = db.execute(
+                "SELECT instance_name, state, api_instance_name, started_at, error FROM provision"
+            ).fetchall()
+            return [ProvisionEntry(*row) for row in rows]
+
+        return await self._submit(read)
+
+    async def record_provision(
+        self,
+        instance_name: str,
+        state: str,
+        *,
+        api_instance_name: str | None = None,
+        started_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Write a provisioning row; returns once it is on disk."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                """INSERT INTO provision (instance_name, state, api_instance_name, started_at,
+                                          error, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(instance_name) DO UPDATE SET
+                     state = excluded.state,
+                     api_instance_name = COALESCE(excluded.api_instance_name, api_instance_name),
+                     started_at = COALESCE(excluded.started_at, started_at),
+                     error = excluded.error,
+                     updated_at = excluded.updated_at""",
+                (instance_name, state, api_instance_name, started_at, error, time.time()),
+            )
+
+        await self._submit(write)
+
+    # -- message rows ---------------------------------------------------------------------
+
+    async def message_entry(self, key: str) -> MessageEntry | None:
+        def read(db: sqlite3.Connection) -> MessageEntry | None:
+            row = db.execute(
+                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
+                "FROM messages WHERE key = ?",
+                (key,),
+            ).fetchone()
+            return None if row is None else MessageEntry(*row)
+
+        return await self._submit(read)
+
+    async def message_entries(self, campaign: str | None = None) -> list[MessageEntry]:
+        def read(db: sqlite3.Connection) -> list[MessageEntry]:
+            query = (
+                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
+                "FROM messages"
+            )
+            rows = (
+                db.execute(query).fetchall()
+                if campaign is None
+                else db.execute(query + " WHERE campaign = ?", (campaign,)).fetchall()
+            )
+            return [MessageEntry(*row) for row in rows]
+
+        return await self._submit(read)
+
+    async def record_message(
+        self,
+        key: str,
+        state: str,
+        *,
+        campaign: str,
+        instance: str,
+        recipient: str,
+        message_id: str | None = None,
+        started_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Write a message row; returns once it is on disk."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                """INSERT INTO messages (key, campaign, instance, recipient, state, message_id,
+                                         started_at, error, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(key) DO UPDATE SET
+                     state = excluded.state,
+                     message_id = COALESCE(excluded.message_id, message_id),
+                     started_at = COALESCE(excluded.started_at, started_at),
+                     error = excluded.error,
+                     updated_at = excluded.updated_at""",
+                (
+                    key,
+                    campaign,
+                    instance,
+                    recipient,
+                    state,
+                    message_id,
+                    started_at,
+                    error,
+                    time.time(),
+                ),
+            )
+
+        await self._submit(write)
+
+    # -- closing --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Finish pending writes, close the file and release the lock. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._db.close()
+        os.close(self._lock_fd)  # after SQLite: closing releases the flock
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,273 @@
+"""``wa.messages``: send WhatsApp messages. A send is never resent after an ambiguous failure:
+a duplicated message cannot be taken back, so such a failure raises OutcomeUnknownError."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from .. import _decode
+from .. import _validate as check
+from .._build import builder
+from .._executor import Executor
+from .._transport import Call
+from ..errors import InvalidRequestError
+from ..models import (
+    ButtonsMessage,
+    ListMessage,
+    ListSection,
+    LocationMessage,
+    MediaMessage,
+    MediaType,
+    MessagePayload,
+    ReplyButton,
+    SendResult,
+    TextMessage,
+)
+
+MAX_BUTTONS = 3
+_text_message = builder(TextMessage)
+
+
+def _put(body: dict[str, Any], key: str, field: str, value: str | None) -> None:
+    if value is not None:
+        body[key] = check.text(field, value, allow_blank=True)
+
+
+def _delay(body: dict[str, Any], delay: int | None) -> dict[str, Any]:
+    if delay is not None:
+        body["delay"] = check.non_negative_int("delay", delay, "milliseconds")
+    return body
+
+
+def _list_sections(sections: Sequence[ListSection]) -> list[dict[str, Any]]:
+    wire = []
+    for i, section in enumerate(check.non_empty("sections", sections)):
+        if not isinstance(section, ListSection):
+            raise InvalidRequestError(f"sections[{i}] must be a ListSection")
+        rows = []
+        for j, row in enumerate(check.non_empty(f"sections[{i}].rows", section.rows)):
+            where = f"sections[{i}].rows[{j}]"
+            wire_row: dict[str, Any] = {"title": check.text(f"{where}.title", row.title)}
+            _put(wire_row, "description", f"{where}.description", row.description)
+            _put(wire_row, "rowId", f"{where}.row_id", row.row_id)
+            rows.append(wire_row)
+        wire.append({"title": check.text(f"sections[{i}].title", section.title), "rows": rows})
+    return wire
+
+
+def _reply_buttons(buttons: Sequence[ReplyButton | str]) -> list[dict[str, str]]:
+    items = check.non_empty("buttons", buttons)
+    if len(items) > MAX_BUTTONS:
+        raise InvalidRequestError(f"at most {MAX_BUTTONS} reply buttons, got {len(items)}")
+    wire = []
+    for i, button in enumerate(items):
+        if isinstance(button, str):
+            button = ReplyButton(id=str(i + 1), text=button)
+        elif not isinstance(button, ReplyButton):
+            raise InvalidRequestError(f"buttons[{i}] must be a ReplyButton or a string")
+        wire.append(
+            {
+                "id": check.text(f"buttons[{i}].id", button.id),
+                "text": check.text(f"buttons[{i}].text", button.text),
+            }
+        )
+    return wire
+
+
+_TEXT = Call("messages.send_text", "POST", "/send/text")
+_MEDIA = Call("messages.send_media", "POST", "/send/media")
+_LOCATION = Call("messages.send_location", "POST", "/send-location")
+_LIST = Call("messages.send_list", "POST", "/send/list")
+_BUTTONS = Call("messages.send_buttons", "POST", "/send/button")
+
+
+def payload_request(payload: MessagePayload) -> tuple[Call, dict[str, Any]]:
+    """The call and checked body for a message; the caller adds who sends it, and to whom."""
+    if isinstance(payload, TextMessage):
+        body: dict[str, Any] = {"type": "text", "message": check.text("message", payload.message)}
+        return _TEXT, _delay(body, payload.delay)
+    if isinstance(payload, MediaMessage):
+        kind = check.choice("media_type", payload.media_type, MediaType)
+        body = {"type": kind.value, "mediaUrl": check.media_url("media_url", payload.media_url)}
+        _put(body, "message", "caption", payload.caption)
+        _put(body, "fileName", "file_name", payload.file_name)
+        _put(body, "mimetype", "mimetype", payload.mimetype)
+        return _MEDIA, _delay(body, payload.delay)
+    if isinstance(payload, LocationMessage):
+        body = {
+            "latitude": check.coordinate("latitude", payload.latitude, 90),
+            "longitude": check.coordinate("longitude", payload.longitude, 180),
+        }
+        _put(body, "name", "place_name", payload.place_name)
+        _put(body, "address", "address", payload.address)
+        return _LOCATION, body
+    if isinstance(payload, ListMessage):
+        interactive: dict[str, Any] = {
+            "type": "list",
+            "title": check.text("title", payload.title),
+            "text": check.text("text", payload.text),
+            "buttonText": check.text("button_text", payload.button_text),
+            "sections": _list_sections(payload.sections),
+        }
+        _put(interactive, "footerText", "footer_text", payload.footer_text)
+        body = {"type": "interactive", "interactive": interactive}
+        return _LIST, _delay(body, payload.delay)
+    if isinstance(payload, ButtonsMessage):
+        interactive = {
+            "type": "button",
+            "text": check.text("text", payload.text),
+            "buttons": _reply_buttons(payload.buttons),
+        }
+        _put(interactive, "title", "title", payload.title)
+        _put(interactive, "footerText", "footer_text", payload.footer_text)
+        body = {"type": "interactive", "interactive": interactive}
+        return _BUTTONS, _delay(body, payload.delay)
+    raise InvalidRequestError(
+        "a message must be a TextMessage, MediaMessage, LocationMessage, ListMessage or "
+        f"ButtonsMessage; got {type(payload).__name__}"
+    )
+
+
+class AsyncMessages:
+    """``wa.messages``: send WhatsApp messages from a connected instance.
+
+    ``name`` is the API instance name; ``number`` the recipient, digits with country code
+    (``+``, spaces and dashes are dropped). ``delay`` is the typing delay in milliseconds (the
+    server picks 3-5 s when omitted).
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def send(
+        self,
+        name: str,
+        number: str,
+        payload: MessagePayload,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send any message payload (what the ``send_*`` methods and broadcasts build)."""
+        return await self._send(name, number, payload, timeout, max_retries)
+
+    def _send(
+        self,
+        name: str,
+        number: str,
+        payload: MessagePayload,
+        timeout: float | None,
+        max_retries: int | None,
+    ) -> Coroutine[Any, Any, SendResult]:
+        call, body = payload_request(payload)
+        body["instanceName"] = check.api_name("name", name)
+        body["number"] = check.number("number", number)
+        return self._executor.run(
+            call, _decode.send_result, body=body, timeout=timeout, max_retries=max_retries
+        )
+
+    async def send_text(
+        self,
+        name: str,
+        number: str,
+        message: str,
+        *,
+        delay: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send a text message."""
+        payload = _text_message(message, delay)
+        return await self._send(name, number, payload, timeout, max_retries)
+
+    async def send_media(
+        self,
+        name: str,
+        number: str,
+        media_url: str,
+        *,
+        media_type: MediaType | str,
+        caption: str | None = None,
+        file_name: str | None = None,
+        mimetype: str | None = None,
+        delay: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send an image, video, document or audio by URL (``caption`` is ignored for audio)."""
+        payload = MediaMessage(
+            media_url,
+            media_type=media_type,
+            caption=caption,
+            file_name=file_name,
+            mimetype=mimetype,
+            delay=delay,
+        )
+        return await self._send(name, number, payload, timeout, max_retries)
+
+    async def send_location(
+        self,
+        name: str,
+        number: str,
+        *,
+        latitude: float,
+        longitude: float,
+        place_name: str | None = None,
+        address: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send a location; ``place_name`` is shown above the address."""
+        payload = LocationMessage(
+            latitude=latitude, longitude=longitude, place_name=place_name, address=address
+        )
+        return await self._send(name, number, payload, timeout, max_retries)
+
+    async def send_list(
+        self,
+        name: str,
+        number: str,
+        *,
+        title: str,
+        text: str,
+        button_text: str,
+        sections: Sequence[ListSection],
+        footer_text: str | None = None,
+        delay: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send a list menu: a button that opens ``sections`` of selectable rows."""
+        payload = ListMessage(
+            title=title,
+            text=text,
+            button_text=button_text,
+            sections=sections,
+            footer_text=footer_text,
+            delay=delay,
+        )
+        return await self._send(name, number, payload, timeout, max_retries)
+
+    async def send_buttons(
+        self,
+        name: str,
+        number: str,
+        *,
+        text: str,
+        buttons: Sequence[ReplyButton | str],
+        title: str | None = None,
+        footer_text: str | None = None,
+        delay: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send up to three quick-reply buttons. **Experimental**: Wachat has not published the
+        inner shape, so this sends the best reading of its docs, by analogy with the list:
+        ``interactive = {type: "button", title?, text, footerText?, buttons: [{id, text}]}``.
+        Plain strings become buttons with ids ``"1"``, ``"2"``, ``"3"``.
+        """
+        payload = ButtonsMessage(
+            text=text, buttons=buttons, title=title, footer_text=footer_text, delay=delay
+        )
+        return await self._send(name, number, payload, timeout, max_retries)

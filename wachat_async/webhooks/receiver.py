@@ -1,0 +1,147 @@
+"""WebhookReceiver: deliveries served over aiohttp (the only module that imports aiohttp.web)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from ..errors import InvalidRequestError, WebhookPayloadError, WebhookSignatureError
+from .events import (
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookEvent,
+    parse_event,
+)
+from .signature import DEFAULT_TOLERANCE, verify_signature
+
+logger = logging.getLogger("wachat_async")
+
+__all__ = ["EventHandler", "WebhookReceiver"]
+
+EventHandler = Callable[[WebhookEvent], Awaitable[None]]
+
+
+class _SeenDeliveries:
+    """Signatures accepted within the tolerance window, so a replay is recognised. Bounded: an
+    entry leaves once its timestamp is out of the window (a replay would be refused as stale
+    then anyway), or, when ``capacity`` are held, the oldest leaves first."""
+
+    def __init__(self, window: float, capacity: int) -> None:
+        self._window = window
+        self._capacity = capacity
+        self._expiry: OrderedDict[bytes, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def first_time(self, digest: bytes, now: float) -> bool:
+        """Record ``digest``; False when it was seen already."""
+        expiry = self._expiry
+        while expiry and next(iter(expiry.values())) < now:
+            expiry.popitem(last=False)
+        if digest in expiry:
+            return False
+        if len(expiry) >= self._capacity:
+            expiry.popitem(last=False)
+        expiry[digest] = now + 2 * self._window  # covers timestamps up to a window ahead
+        return True
+
+
+class WebhookReceiver:
+    """Receives deliveries over aiohttp: verifies, parses, answers, then runs your handler.
+
+    Answers 401 when verification fails, 400 when the body is unreadable, and 200 as soon as
+    the event is accepted; ``handler`` then runs in its own task, so a slow handler never
+    delays Wachat's delivery. A replayed delivery (a signature already accepted within the
+    tolerance window, in any encoding) is acknowledged with 200 and not handled again. The
+    event type comes from the signed body, never from the unsigned ``X-Wachat-Event`` header.
+    Mount it in your own app::
+
+        receiver = WebhookReceiver(secret, on_event)
+        app.router.add_post("/wachat/webhook", receiver.handle)   # or
+        app.add_subapp("/wachat", receiver.app())                 # POST /wachat/
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes | Sequence[str | bytes],
+        handler: EventHandler,
+        *,
+        tolerance: float = DEFAULT_TOLERANCE,
+        replay_capacity: int = 100_000,
+    ) -> None:
+        if not secret:
+            raise InvalidRequestError(
+                "a webhook secret is required: deliveries are always verified"
+            )
+        if not callable(handler):
+            raise InvalidRequestError("handler must be an async callable taking the event")
+        self._secret = secret
+        self._handler = handler
+        self._tolerance = tolerance
+        self._seen = _SeenDeliveries(tolerance, replay_capacity)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"WebhookReceiver(handler={self._handler!r}, secret='***')"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            digest = verify_signature(
+                self._secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                body,
+                request.headers.get(SIGNATURE_HEADER),
+                tolerance=self._tolerance,
+            )
+        except WebhookSignatureError as exc:
+            logger.warning("rejected webhook delivery: %s", exc)
+            return web.json_response({"success": False, "error": str(exc)}, status=401)
+        try:
+            event = parse_event(request.headers, body)
+        except WebhookPayloadError as exc:
+            return web.json_response({"success": False, "error": str(exc)}, status=400)
+        if not self._seen.first_time(digest, time.time()):
+            logger.info("webhook delivery replayed (same signature); acknowledged, not handled")
+            return web.json_response({"success": True, "duplicate": True})
+        claimed = request.headers.get(EVENT_HEADER)
+        if claimed and claimed.strip().lower() != event.event.value.lower():
+            logger.warning(
+                "webhook header %s=%r disagrees with the signed body's event %r; using the body",
+                EVENT_HEADER,
+                claimed,
+                event.event.value,
+            )
+        task = asyncio.get_running_loop().create_task(self._run(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"success": True})
+
+    async def _run(self, event: WebhookEvent) -> None:
+        try:
+            await self._handler(event)
+        except Exception:
+            logger.exception("webhook handler failed for %s", event.event.value)
+
+    async def drain(self) -> None:
+        """Wait for the handlers still running."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def app(self, path: str = "/") -> web.Application:
+        """A small app that answers ``POST path``; handlers finish before it shuts down."""
+        app = web.Application()
+        app.router.add_post(path, self.handle)
+
+        async def finish(_: web.Application) -> None:
+            await self.drain()
+
+        app.on_cleanup.append(finish)
+        return app

@@ -10,7 +10,9 @@
 
 What a phone and a customer do (scan a QR code, unlink, send a message in) is also open over
 HTTP under ``CONTROL_PREFIX`` (``/_sandbox``) for a sandbox run in another process: see
-``wachat_async.testing._control``.
+``wachat_async.testing._control``. A person does it in a browser, on the dev phone page at the
+server's root (``server.dev_phone_url``): instances and their live QR codes, a chat per
+instance, answering as the customer, the webhook delivery log.
 
 The pytest plugin (installed with the package) adds the ``wachat_server`` and ``wachat``
 fixtures; see ``wachat_async.testing.pytest_plugin``.

@@ -28,6 +28,9 @@ Endpoints (paths under ``/_sandbox``; "answer" lists the keys beside ``"success"
 ``GET /instances/{name}/sent``
     What the client sent from it, oldest first. Answer: ``count``, ``sent``
     (``{path, body, id, at}`` each).
+``GET /instances/{name}/received``
+    What customers sent to it, oldest first. Answer: ``count``, ``received``
+    (``{id, from, push_name, text, at}`` each; ``push_name`` null when none was given).
 ``GET /deliveries``
     The webhook delivery log. Answer: ``count``, ``deliveries`` (``{webhook_id, event,
     instance, status, error, at}`` each; ``status`` is null when ``error`` says why).
@@ -36,11 +39,14 @@ Endpoints (paths under ``/_sandbox``; "answer" lists the keys beside ``"success"
 ``POST /limits``, body with any of ``per_minute`` (int or null), ``retry_after`` (seconds or
 null), ``strict`` (bool), ``burst`` (int), ``window`` (seconds)
     Change the pacing rules; absent keys keep their value. Answer: ``limits`` (**).
+``GET /events``, ``GET /phone/``
+    The dev phone page's live event stream and the page itself (the server root ``/``
+    redirects there): see :mod:`wachat_async.testing._devphone`.
 
 (*) An instance's view: ``api_name``, ``display_name``, ``integration``, ``state``
 (``connecting``, ``open``, ``close``), ``number``, ``profile_name``, ``qrcode`` (``{code,
 base64 (a data: URI), count}`` while it waits for a scan, else null), ``sent_count``,
-``created_at``, ``updated_at``.
+``received_count``, ``created_at``, ``updated_at``.
 
 (**) ``{per_minute, retry_after, strict, burst, window}``; see
 :mod:`wachat_async.testing._pacing`. Times (``at``) are wall-clock Unix seconds.
@@ -48,7 +54,8 @@ base64 (a data: URI), count}`` while it waits for a scan, else null), ``sent_cou
 **Authorization.** When the server is bound to a loopback host (the default ``127.0.0.1``),
 control is open to anyone who can reach it, which is only this machine. Bound elsewhere
 (``0.0.0.0``, a LAN address), every control request needs ``Authorization: Bearer <one of
-the server's API keys>`` (401 otherwise).
+the server's API keys>`` (401 otherwise), the event stream included; only the dev phone
+page's own files (which hold no data) are served without it.
 """
 
 from __future__ import annotations
@@ -60,9 +67,10 @@ from aiohttp import web
 
 from .._security import is_loopback_host
 from ._deliveries import Deliverer
+from ._devphone import PUBLIC_ROUTES, DevPhone
 from ._faults import Handler
 from ._pacing import Pacing
-from ._state import BAILEYS, OPEN, FakeInstance, Sandbox
+from ._state import FakeInstance, Sandbox
 from ._validation import optional, require_digits, require_str
 from ._web import Refused, bearer_key, error_response, json_object, refusal_response
 
@@ -103,14 +111,17 @@ class Control:
         r.add_post("/instances/{name}/rotate-qr", self._rotate_qr)
         r.add_post("/instances/{name}/messages", self._receive_message)
         r.add_get("/instances/{name}/sent", self._sent)
+        r.add_get("/instances/{name}/received", self._received)
         r.add_get("/deliveries", self._deliveries)
         r.add_get("/limits", self._limits)
         r.add_post("/limits", self._set_limits)
+        DevPhone(self._sandbox, self._deliverer, self._sandbox.changes).add_routes(r)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not control_allowed(self._host, bearer_key(request), self._api_keys()):
+        public = request.match_info.route.name in PUBLIC_ROUTES
+        if not public and not control_allowed(self._host, bearer_key(request), self._api_keys()):
             return error_response(
                 401, "Sandbox control on a non-loopback address needs Authorization: Bearer <key>"
             )
@@ -134,21 +145,7 @@ class Control:
 
     def _view(self, inst: FakeInstance) -> dict[str, Any]:
         self._sandbox.refresh_if_expired(inst)
-        waiting = inst.integration == BAILEYS and inst.state != OPEN and inst.qr_code is not None
-        return {
-            "api_name": inst.api_name,
-            "display_name": inst.display_name,
-            "integration": inst.integration,
-            "state": inst.state,
-            "number": inst.number,
-            "profile_name": inst.profile_name,
-            "qrcode": {"code": inst.qr_code, "base64": inst.qr_data_uri, "count": inst.qr_count}
-            if waiting
-            else None,
-            "sent_count": len(inst.sent),
-            "created_at": inst.created_at,
-            "updated_at": inst.updated_at,
-        }
+        return inst.view()
 
     def _answer(self, inst: FakeInstance) -> web.Response:
         return web.json_response({"success": True, "instance": self._view(inst)})
@@ -191,6 +188,10 @@ class Control:
     async def _sent(self, request: web.Request) -> web.Response:
         sent = list(self._instance(request).sent)
         return web.json_response({"success": True, "count": len(sent), "sent": sent})
+
+    async def _received(self, request: web.Request) -> web.Response:
+        received = list(self._instance(request).received)
+        return web.json_response({"success": True, "count": len(received), "received": received})
 
     async def _deliveries(self, request: web.Request) -> web.Response:
         log = [d.as_json() for d in self._deliverer.log]

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from ._changes import Changes
 from ._state import FakeWebhook, now_iso
 
 #: How long a receiver may take to answer one delivery.
@@ -55,10 +56,12 @@ class Delivery:
 
 
 class Deliverer:
-    """Sends deliveries on the running loop and keeps their log (:attr:`log`, oldest first)."""
+    """Sends deliveries on the running loop and keeps their log (:attr:`log`, oldest first);
+    each finished attempt is also published to ``changes`` (kind ``delivery``)."""
 
-    def __init__(self, stats: Counter[str]) -> None:
+    def __init__(self, stats: Counter[str], changes: Changes | None = None) -> None:
         self.stats = stats
+        self.changes = changes if changes is not None else Changes()
         self.log: list[Delivery] = []
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,5 +118,7 @@ class Deliverer:
                 await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        self.log.append(Delivery(hook.id, event, instance, status, error))
+        delivery = Delivery(hook.id, event, instance, status, error)
+        self.log.append(delivery)
         self.stats["deliveries"] += 1
+        self.changes.publish("delivery", lambda: {"delivery": delivery.as_json()})

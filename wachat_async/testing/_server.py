@@ -8,7 +8,8 @@ keeps a state machine per instance (``connecting`` with a rotating QR, ``open`` 
 received, delivers signed webhooks, plays the gateway's pacing rules, and misbehaves on request
 (:meth:`~FakeWachat.inject`, :meth:`~FakeWachat.chaos`). What a phone and a customer do can be
 done in process (the methods below) or over HTTP from anywhere (``/_sandbox/...``, see
-:mod:`wachat_async.testing._control`): both run the same code.
+:mod:`wachat_async.testing._control`): both run the same code. A person does it in a browser:
+the dev phone page is at the server's root (:attr:`~FakeWachat.dev_phone_url`).
 
 This module only composes the parts and runs them:
 
@@ -17,7 +18,8 @@ This module only composes the parts and runs them:
 - ``_gate``: the API's door (recording, faults, the key); ``_faults``: the faults;
 - ``_handlers`` and ``_validation``: the API operations and their input checks;
 - ``_deliveries``: signed webhook deliveries;
-- ``_control``: the HTTP control endpoints.
+- ``_changes``: the live feed of what happens in the sandbox;
+- ``_control``: the HTTP control endpoints; ``_devphone``: the dev phone page and its stream.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Generic, Self, TypeVar, overload
 
 from aiohttp import web
 
+from ._changes import Changes
 from ._control import CONTROL_PREFIX, Control
 from ._deliveries import Deliverer, Delivery
 from ._faults import Fault, FaultPlan
@@ -44,6 +47,9 @@ T = TypeVar("T")
 
 #: The name of the server's one long-lived task (it replaces expired QR codes).
 QR_EXPIRY_TASK = "FakeWachat QR expiry"
+
+#: Where the dev phone page is served (see ``_devphone``).
+DEV_PHONE_PATH = CONTROL_PREFIX + "/phone/"
 
 
 class _Forward(Generic[T]):
@@ -116,7 +122,8 @@ class FakeWachat:
         #: What the server really did: ``created``, ``deleted``, ``sent``, ``faults.<kind>``, ...
         self.stats: Counter[str] = Counter()
         self.faults = FaultPlan()
-        self._deliverer = Deliverer(self.stats)
+        self._changes = Changes()
+        self._deliverer = Deliverer(self.stats, self._changes)
         self._sandbox = Sandbox(
             stats=self.stats,
             deliver=self._deliverer.deliver,
@@ -125,6 +132,7 @@ class FakeWachat:
             instance_limit=instance_limit,
             auto_scan=auto_scan,
             pacing=Pacing(per_minute=send_rate_limit, strict=strict),
+            changes=self._changes,
         )
         self._gate = Gate(
             api_keys=lambda: self.api_keys, faults=self.faults, stats=self.stats, record=record
@@ -170,6 +178,12 @@ class FakeWachat:
         """``http://127.0.0.1:<port>/_sandbox``: the root of the control endpoints."""
         return self._root_url() + CONTROL_PREFIX
 
+    @property
+    def dev_phone_url(self) -> str:
+        """``http://127.0.0.1:<port>/_sandbox/phone/``: the dev phone page, to open in a browser
+        (the server root redirects there)."""
+        return self._root_url() + DEV_PHONE_PATH
+
     def _root_url(self) -> str:
         if self._runner is None:
             raise RuntimeError("FakeWachat is not started")
@@ -184,6 +198,7 @@ class FakeWachat:
         self._loop = asyncio.get_running_loop()
         self._sandbox.qr.fill()
         self._deliverer.open()
+        self._changes.open()
         api = web.Application(middlewares=[self._gate.middleware])
         ApiHandlers(self._sandbox, lambda: self.base_url).add_routes(api.router)
         control = Control(
@@ -192,6 +207,7 @@ class FakeWachat:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.add_subapp(API_PREFIX, api)
         app.add_subapp(CONTROL_PREFIX, control.app())
+        app.router.add_get("/", _to_dev_phone)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -209,6 +225,8 @@ class FakeWachat:
         self._sandbox.close()
         # Deliveries may reach a bot that answers through this server: let them finish first.
         await self._deliverer.flush()
+        # End the event streams, or the runner would wait for them (a minute) before closing.
+        self._changes.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -341,6 +359,11 @@ class FakeWachat:
         """What was sent from an instance, oldest first."""
         return list(self.instance(name).sent)
 
+    def received_messages(self, name: str) -> list[dict[str, Any]]:
+        """What customers sent to an instance, oldest first (``{id, from, push_name, text,
+        at}`` each)."""
+        return list(self.instance(name).received)
+
     def send_times(self, name: str) -> list[float]:
         """When each message sent from an instance was accepted, oldest first: wall-clock
         Unix seconds (``time.time()``), the clock the pacing rules count with."""
@@ -367,6 +390,10 @@ class FakeWachat:
         counted. That send and every later one get 400 "not connected" until it is scanned
         again."""
         self._call(lambda: self._sandbox.pacing.set_strict(enabled, burst=burst, window=window))
+
+
+async def _to_dev_phone(request: web.Request) -> web.Response:
+    raise web.HTTPFound(DEV_PHONE_PATH)
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -4,7 +4,8 @@ A ``WHATSAPP-BAILEYS`` instance starts ``connecting`` with a QR code that is rep
 ``qr_ttl`` seconds; a phone scan makes it ``open``; a logout, the phone unlinking or an
 anti-spam disconnect makes it ``close`` (a later scan links it again). A ``WHATSAPP-BUSINESS``
 instance is ``open`` from the start and has no QR code. Every transition, every new QR code
-and every incoming message is announced to the webhooks that want it, through ``deliver``.
+and every incoming message is announced to the webhooks that want it, through ``deliver``;
+every change (and every send) is also published to the live feed, :mod:`._changes`.
 
 :class:`Sandbox` is the one implementation of what a phone and a customer do: the in-process
 methods of :class:`~wachat_async.testing.FakeWachat`, the API handlers and the HTTP control
@@ -27,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from ._changes import Changes
 from ._pacing import Pacing
 from ._web import Refused
 
@@ -83,6 +85,9 @@ class FakeInstance:
     #: Messages sent from this instance: ``{"path", "body", "id", "at"}`` each, oldest first;
     #: ``at`` is wall-clock ``time.time()``.
     sent: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
+    #: Messages customers sent to this instance: ``{"id", "from", "push_name", "text", "at"}``
+    #: each, oldest first (``at`` as in :attr:`sent`).
+    received: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
 
     @property
     def owner(self) -> str | None:
@@ -102,6 +107,25 @@ class FakeInstance:
 
     def send_times(self) -> list[float]:
         return [record["at"] for record in self.sent]
+
+    def view(self) -> dict[str, Any]:
+        """The instance as the sandbox control API and the live feed show it (JSON-ready)."""
+        waiting = self.integration == BAILEYS and self.state != OPEN and self.qr_code is not None
+        return {
+            "api_name": self.api_name,
+            "display_name": self.display_name,
+            "integration": self.integration,
+            "state": self.state,
+            "number": self.number,
+            "profile_name": self.profile_name,
+            "qrcode": {"code": self.qr_code, "base64": self.qr_data_uri, "count": self.qr_count}
+            if waiting
+            else None,
+            "sent_count": len(self.sent),
+            "received_count": len(self.received),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @attrs.define
@@ -165,8 +189,11 @@ class Sandbox:
         instance_limit: int | None,
         auto_scan: float | None,
         pacing: Pacing,
+        changes: Changes | None = None,
     ) -> None:
         self.stats = stats
+        #: The live feed of what happens here (the dev phone page follows it).
+        self.changes = changes if changes is not None else Changes()
         self.qr_ttl = qr_ttl
         self.instance_limit = instance_limit
         #: Seconds after which a new WHATSAPP-BAILEYS instance is scanned by itself; None: never.
@@ -238,6 +265,7 @@ class Sandbox:
                 qr_error = "QR code could not be fetched from the WhatsApp session yet"
             if self.auto_scan is not None:
                 self._schedule_auto_scan(inst, self.auto_scan)
+        self._changed(inst, "created")
         return inst, qr_error
 
     def delete(self, inst: FakeInstance) -> None:
@@ -246,6 +274,7 @@ class Sandbox:
         del self.instances[inst.api_name]
         self._cancel_auto_scan(inst)
         self.stats["deleted"] += 1
+        self.changes.publish("instance.deleted", lambda: {"api_name": inst.api_name})
 
     def scan(self, inst: FakeInstance, *, profile_name: str | None = None) -> None:
         """The phone scans the QR code: the instance becomes ``open``."""
@@ -266,6 +295,7 @@ class Sandbox:
         self._announce_connection(inst, reason)
 
     def _announce_connection(self, inst: FakeInstance, reason: int) -> None:
+        self._changed(inst, "state")
         self.emit(
             "connection.update",
             inst,
@@ -311,6 +341,7 @@ class Sandbox:
         inst.qr_count += 1
         inst.qr_issued_at = time.monotonic()
         if notify:
+            self._changed(inst, "qr")
             self.emit(
                 "qrcode.updated", inst, {"qrcode": {"instance": inst.api_name, **qr_fields(inst)}}
             )
@@ -353,8 +384,10 @@ class Sandbox:
             self.disconnect(inst, reason=CONNECTION_CLOSED)
             self._require_connected(inst)
         message_id = new_message_id()
-        inst.sent.append({"path": path, "body": body, "id": message_id, "at": now})
+        record = {"path": path, "body": body, "id": message_id, "at": now}
+        inst.sent.append(record)
         self.stats["sent"] += 1
+        self._message(inst, "out", record)
         return message_id
 
     def _require_connected(self, inst: FakeInstance) -> None:
@@ -367,8 +400,18 @@ class Sandbox:
     def receive_message(
         self, inst: FakeInstance, from_number: str, text: str, *, push_name: str | None = None
     ) -> str:
-        """A customer's message reaches ``inst``: ``messages.upsert`` is delivered. Its id."""
+        """A customer's message reaches ``inst``: it is kept in ``inst.received`` and
+        ``messages.upsert`` is delivered. Its id."""
         message_id = new_message_id()
+        record = {
+            "id": message_id,
+            "from": from_number,
+            "push_name": push_name,
+            "text": text,
+            "at": time.time(),
+        }
+        inst.received.append(record)
+        self._message(inst, "in", record)
         self.emit(
             "messages.upsert",
             inst,
@@ -386,6 +429,17 @@ class Sandbox:
         )
         self.stats["received"] += 1
         return message_id
+
+    # -- the live feed -------------------------------------------------------------------------
+
+    def _changed(self, inst: FakeInstance, why: str) -> None:
+        self.changes.publish("instance", lambda: {"why": why, "instance": inst.view()})
+
+    def _message(self, inst: FakeInstance, direction: str, record: dict[str, Any]) -> None:
+        self.changes.publish(
+            "message",
+            lambda: {"instance": inst.api_name, "direction": direction, "message": record},
+        )
 
     # -- webhooks ------------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ TEST_DEPS = [
     "jsonschema",
     "pillow",
     "zxing-cpp",
+    # Drives the system chromium (Debian's package, installed by .ci/run) in the dev phone
+    # tests; never `playwright install`: no browser is downloaded.
+    "playwright",
 ]
 
 # What users would pick instead, measured against the client.

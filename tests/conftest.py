@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aiohttp import web
 
 from wachat_async import AsyncWachat, RetryPolicy
 from wachat_async.testing import FakeWachat
@@ -40,3 +42,17 @@ async def no_other_tasks() -> list[asyncio.Task[object]]:
     """Tasks still pending besides the current one (after giving callbacks a turn)."""
     await asyncio.sleep(0)
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yields ``http://127.0.0.1:<port>``."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -27,7 +27,7 @@ from wachat_async import (
 )
 from wachat_async.qr import PNG_SIGNATURE, decode_data_uri, html_img, render_terminal
 from wachat_async.testing import FakeWachat
-from wachat_async.testing._server import PROFILE_JPEG
+from wachat_async.testing._handlers import PROFILE_JPEG
 
 NUMBER = "628111222333"
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import KEY
+from tests.conftest import KEY, serving
 from tests.contract import spec
 from wachat_async import (
     AsyncWachat,
@@ -194,15 +194,8 @@ async def spec_server() -> AsyncIterator[tuple[str, list[Any]]]:
 
     app = web.Application()
     app.router.add_post("/api/v1/instance/create", create)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1", queue
-    finally:
-        await runner.cleanup()
+    async with serving(app) as root:
+        yield f"{root}/api/v1", queue
 
 
 @settings(

@@ -26,6 +26,7 @@ from wachat_async import (
     WachatError,
 )
 from wachat_async.testing import FakeWachat, Fault
+from wachat_async.testing._server import QR_EXPIRY_TASK
 
 # A create whose response is lost must be found, not resent: the slow fault outlives the
 # client's timeout, so the settle delay must outlive the fault.
@@ -298,7 +299,7 @@ async def test_no_leaked_descriptors_or_tasks_over_a_thousand_clients(server: Fa
     await asyncio.sleep(0.05)
     assert _open_fds() - before <= 2
     # Only the fake server's own QR-rotation task may still be running.
-    leftover = [t for t in await no_other_tasks() if "_rotate_expired_forever" not in repr(t)]
+    leftover = [t for t in await no_other_tasks() if t.get_name() != QR_EXPIRY_TASK]
     assert leftover == []
 
 

@@ -8,14 +8,25 @@
         server.inject(Fault.status(429, retry_after=1), path="/instance/create", times=2)
         ...
 
+What a phone and a customer do (scan a QR code, unlink, send a message in) is also open over
+HTTP under ``CONTROL_PREFIX`` (``/_sandbox``) for a sandbox run in another process: see
+``wachat_async.testing._control``. A person does it in a browser, on the dev phone page at the
+server's root (``server.dev_phone_url``): instances and their live QR codes, a chat per
+instance, answering as the customer, the webhook delivery log.
+
 The pytest plugin (installed with the package) adds the ``wachat_server`` and ``wachat``
 fixtures; see ``wachat_async.testing.pytest_plugin``.
 """
 
+from ._control import CONTROL_PREFIX
+from ._deliveries import Delivery
 from ._faults import Fault, FaultKind
-from ._server import Delivery, Exchange, FakeInstance, FakeWachat, FakeWebhook, RecordedRequest
+from ._gate import Exchange, RecordedRequest
+from ._server import FakeWachat
+from ._state import FakeInstance, FakeWebhook
 
 __all__ = [
+    "CONTROL_PREFIX",
     "Delivery",
     "Exchange",
     "FakeInstance",

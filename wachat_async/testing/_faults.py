@@ -1,12 +1,22 @@
-"""Scriptable faults for :class:`~wachat_async.testing.FakeWachat`."""
+"""Scriptable faults for :class:`~wachat_async.testing.FakeWachat`: what they are
+(:class:`Fault`), which requests they hit (:class:`FaultPlan`), and how a request that meets
+one is answered (:func:`answer_with_fault`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
 
 import attrs
+from aiohttp import web
+
+from ._web import error_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FaultKind(enum.Enum):
@@ -152,3 +162,57 @@ class FaultPlan:
         ):
             return chaos.rng.choice(chaos.faults)
         return None
+
+
+async def answer_with_fault(
+    request: web.Request, handler: Handler, fault: Fault
+) -> web.StreamResponse:
+    """Answer ``request`` as ``fault`` says; ``handler`` does the real work when it happens."""
+    kind = fault.kind
+    if kind is FaultKind.STATUS:
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(fault.retry_after_ms)
+        return error_response(
+            fault.status_code, fault.message or f"Injected {fault.status_code}", headers=headers
+        )
+    if kind is FaultKind.DROP_BEFORE:
+        _drop(request)
+    if kind is FaultKind.DELAY:
+        await asyncio.sleep(fault.delay)
+    response = await handler(request)
+    if kind is FaultKind.DELAY or not isinstance(response, web.Response):
+        return response
+    body = response.body if isinstance(response.body, bytes) else b""
+    if kind is FaultKind.DROP_AFTER:
+        _drop(request)
+    if kind is FaultKind.MALFORMED:
+        return web.Response(
+            status=response.status,
+            body=b'{"success": true, "instance": {"id',
+            content_type="application/json",
+        )
+    if kind is FaultKind.WRONG_CONTENT_TYPE:
+        return web.Response(
+            status=response.status,
+            text="<html><body>Bad gateway page</body></html>",
+            content_type="text/html",
+        )
+    # TRUNCATED: promise the whole body, send half, hang up.
+    stream = web.StreamResponse(
+        status=response.status, headers={"Content-Type": response.content_type}
+    )
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    await stream.write(body[: len(body) // 2])
+    return _drop(request)
+
+
+def _drop(request: web.Request) -> NoReturn:
+    """Hang up without (another byte of) an answer."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    raise asyncio.CancelledError

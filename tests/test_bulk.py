@@ -55,7 +55,7 @@ async def test_input_is_read_lazily(wa: AsyncWachat) -> None:
 
     stream = wa.instances.create_many(endless(), concurrency=8)
     first = [await anext(stream) for _ in range(10)]
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert len(first) == 10
     assert next(pulled) <= 10 + 8 + 1  # never more than `concurrency` ahead
 

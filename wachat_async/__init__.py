@@ -5,7 +5,15 @@ Async-first (:class:`AsyncWachat`) with a thread-bridged synchronous facade (:cl
 
 from ._retry import RetryPolicy
 from ._version import __version__
-from .bulk import ProvisionProgress, ProvisionResult
+from .bulk import (
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    Pace,
+    ProvisionProgress,
+    ProvisionResult,
+    SendSpec,
+)
 from .client import AsyncWachat
 from .errors import (
     APIConnectionError,
@@ -68,6 +76,9 @@ __all__ = [
     "AsyncWachat",
     "AuthenticationError",
     "BadRequestError",
+    "BroadcastProgress",
+    "BroadcastResult",
+    "BroadcastStatus",
     "ButtonsMessage",
     "ConflictError",
     "ConnectionState",
@@ -93,6 +104,7 @@ __all__ = [
     "MessagePayload",
     "NotFoundError",
     "OutcomeUnknownError",
+    "Pace",
     "PermissionDeniedError",
     "ProvisionProgress",
     "ProvisionResult",
@@ -105,6 +117,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "SendResult",
+    "SendSpec",
     "ServerError",
     "TextMessage",
     "UnreadableOutcomeError",

@@ -18,7 +18,7 @@ from ._signatures import arguments
 from ._transport import ANY, Call, Transport
 from .errors import InvalidRequestError
 from .resources.instances import AsyncInstances
-from .resources.messages import AsyncMessages
+from .resources.messages import AsyncMessages, Sender
 from .resources.webhooks import AsyncWebhooks
 
 
@@ -69,8 +69,8 @@ class AsyncWachat:
         self._executor = executor
         #: Instances: create, QR codes, state, list, delete, wait, create_many.
         self.instances = AsyncInstances(executor, Reconciler(executor))
-        #: Messages: text, media, location, list, buttons.
-        self.messages = AsyncMessages(executor)
+        #: Messages: text, media, location, list, buttons, and broadcasts.
+        self.messages = AsyncMessages(Sender(executor, self.instances.state))
         #: Webhooks of the account: list and upsert.
         self.webhooks = AsyncWebhooks(executor)
 

@@ -241,7 +241,11 @@ def _bridged_function(
     functools.update_wrapper(bridged, method)
     sig = signature(method)
     returns = sig.return_annotation
-    if typing.get_origin(returns) in (collections.abc.AsyncIterator, collections.abc.AsyncIterable):
+    if typing.get_origin(returns) in (
+        collections.abc.AsyncGenerator,
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncIterable,
+    ):
         item: Any = typing.get_args(returns)[0]
         returns = Iterator[item]
     bridged.__signature__ = sig.replace(return_annotation=returns)  # type: ignore[attr-defined]
@@ -370,6 +374,7 @@ class Messages(_Group):
     """``wa.messages``, blocking: the twin of ``AsyncWachat().messages``."""
 
     send = _Bridged(AsyncMessages.send)
+    send_many = _BridgedIterator(AsyncMessages.send_many)
     send_text = _Bridged(AsyncMessages.send_text)
     send_media = _Bridged(AsyncMessages.send_media)
     send_location = _Bridged(AsyncMessages.send_location)

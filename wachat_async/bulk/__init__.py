@@ -1,7 +1,27 @@
 """Bulk jobs: provisioning many instances, broadcasting to many recipients, and the journal
 that keeps either from doing anything twice."""
 
+from .broadcast import (
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    Pace,
+    SendSpec,
+    render_template,
+)
 from .journal import Journal, MessageEntry, ProvisionEntry
 from .provision import ProvisionProgress, ProvisionResult
 
-__all__ = ["Journal", "MessageEntry", "ProvisionEntry", "ProvisionProgress", "ProvisionResult"]
+__all__ = [
+    "BroadcastProgress",
+    "BroadcastResult",
+    "BroadcastStatus",
+    "Journal",
+    "MessageEntry",
+    "Pace",
+    "ProvisionEntry",
+    "ProvisionProgress",
+    "ProvisionResult",
+    "SendSpec",
+    "render_template",
+]

@@ -16,23 +16,24 @@ from typing import Any, TypeVar
 I = TypeVar("I")  # noqa: E741 - an input item
 R = TypeVar("R")
 
-_END: Any = object()
+#: What ``read()`` returns after the last item.
+END: Any = object()
 
 
 def reader(items: Iterable[I] | AsyncIterable[I]) -> Callable[[], Awaitable[Any]]:
-    """One ``await read()`` per item, ``_END`` after the last; plain iterables are read
+    """One ``await read()`` per item, ``END`` after the last; plain iterables are read
     directly (wrapping them in an async generator would cost an extra hop per item)."""
     if isinstance(items, AsyncIterable):
         source = aiter(items)
 
         async def read_async() -> Any:
-            return await anext(source, _END)
+            return await anext(source, END)
 
         return read_async
     iterator = iter(items)
 
     async def read() -> Any:
-        return next(iterator, _END)
+        return next(iterator, END)
 
     return read
 
@@ -57,7 +58,7 @@ async def run_pool(
             while True:
                 await slots.acquire()
                 item = await next_item()
-                if item is _END:
+                if item is END:
                     slots.release()
                     return
                 if on_start is not None:

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS messages (
     started_at REAL,
     error TEXT,
     updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_sent ON messages (instance, state, started_at);
 """
 
 
@@ -367,6 +368,20 @@ class Journal:
                 else db.execute(query + " WHERE campaign = ?", (campaign,)).fetchall()
             )
             return [MessageEntry(*row) for row in rows]
+
+        return await self._submit(read)
+
+    async def sent_times(self, instance: str, *, since: float) -> list[float]:
+        """When ``instance``'s messages recorded as sent since ``since`` were sent (any
+        campaign): what its hourly and daily caps count from earlier runs."""
+
+        def read(db: sqlite3.Connection) -> list[float]:
+            rows = db.execute(
+                "SELECT started_at FROM messages WHERE instance = ? AND state = 'done' "
+                "AND started_at >= ? ORDER BY started_at",
+                (instance, since),
+            ).fetchall()
+            return [row[0] for row in rows]
 
         return await self._submit(read)
 

@@ -7,8 +7,8 @@ import inspect
 import os
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
@@ -186,7 +186,7 @@ class AsyncInstances:
         rate_limit: float | None = None,
         journal: str | os.PathLike[str] | None = None,
         on_progress: Callable[[ProvisionProgress], None] | None = None,
-    ) -> AsyncIterator[ProvisionResult]:
+    ) -> AsyncGenerator[ProvisionResult, None]:
         """Create many instances, streaming a :class:`~wachat_async.ProvisionResult` each.
 
         Specs (:class:`~wachat_async.CreateSpec`, or mappings of its fields) are read lazily;

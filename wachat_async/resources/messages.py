@@ -3,7 +3,16 @@ a duplicated message cannot be taken back, so such a failure raises OutcomeUnkno
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+import os
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from .. import _decode
@@ -11,9 +20,11 @@ from .. import _validate as check
 from .._build import builder
 from .._executor import Executor
 from .._transport import Call
+from ..bulk.broadcast import BroadcastProgress, BroadcastResult, Pace, SendSpec, broadcast
 from ..errors import InvalidRequestError
 from ..models import (
     ButtonsMessage,
+    InstanceState,
     ListMessage,
     ListSection,
     LocationMessage,
@@ -129,6 +140,40 @@ def payload_request(payload: MessagePayload) -> tuple[Call, dict[str, Any]]:
     )
 
 
+class Sender:
+    """Sends checked messages; ``messages.send_*`` and broadcasts both go through it."""
+
+    def __init__(
+        self, executor: Executor, state: Callable[[str], Coroutine[Any, Any, InstanceState]]
+    ) -> None:
+        self._executor = executor
+        self.settings = executor.settings
+        #: The instance's connection state (a broadcast checks it after a refusal).
+        self.state = state
+
+    def prepare(
+        self, instance: str, recipient: str, message: MessagePayload
+    ) -> tuple[Call, dict[str, Any]]:
+        """The call and the checked body that send ``message`` from ``instance`` to
+        ``recipient``."""
+        call, body = payload_request(message)
+        body["instanceName"] = check.api_name("name", instance)
+        body["number"] = check.number("number", recipient)
+        return call, body
+
+    def send_prepared(
+        self,
+        call: Call,
+        body: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Coroutine[Any, Any, SendResult]:
+        return self._executor.run(
+            call, _decode.send_result, body=body, timeout=timeout, max_retries=max_retries
+        )
+
+
 class AsyncMessages:
     """``wa.messages``: send WhatsApp messages from a connected instance.
 
@@ -137,8 +182,8 @@ class AsyncMessages:
     server picks 3-5 s when omitted).
     """
 
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
 
     async def send(
         self,
@@ -160,12 +205,46 @@ class AsyncMessages:
         timeout: float | None,
         max_retries: int | None,
     ) -> Coroutine[Any, Any, SendResult]:
-        call, body = payload_request(payload)
-        body["instanceName"] = check.api_name("name", name)
-        body["number"] = check.number("number", number)
-        return self._executor.run(
-            call, _decode.send_result, body=body, timeout=timeout, max_retries=max_retries
-        )
+        sender = self._sender
+        call, body = sender.prepare(name, number, payload)
+        return sender.send_prepared(call, body, timeout=timeout, max_retries=max_retries)
+
+    async def send_many(
+        self,
+        specs: Iterable[SendSpec | Mapping[str, Any]] | AsyncIterable[SendSpec | Mapping[str, Any]],
+        *,
+        campaign: str,
+        pace: Pace | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        opt_out: Iterable[str] | None = None,
+        resend_unknown: bool = False,
+        on_progress: Callable[[BroadcastProgress], None] | None = None,
+    ) -> AsyncGenerator[BroadcastResult, None]:
+        """Send one message each to many recipients (a broadcast), streaming a
+        :class:`~wachat_async.BroadcastResult` per spec, in completion order.
+
+        Specs (:class:`~wachat_async.SendSpec`: instance, recipient, message, optional key) are
+        read lazily. Each instance sends from its own queue at its own ``pace`` (by default one
+        message at a time, 5-10 s apart: see :class:`~wachat_async.Pace`); a 429 pauses only that
+        instance, and an instance refused as not connected is paused, its messages left for a
+        re-run. A key (by default campaign, instance and recipient) repeated in the input, and a
+        recipient in ``opt_out``, are reported, not sent. With ``journal`` (the same file as
+        ``create_many``'s) every message is on disk before it is sent: a re-run skips what was
+        sent and reports, without resending, what may have been (``resend_unknown=True``
+        resends those).
+        """
+        async for result in broadcast(
+            self._sender,
+            self._sender.settings,
+            specs,
+            campaign=campaign,
+            pace=Pace() if pace is None else pace,
+            journal=journal,
+            opt_out=opt_out,
+            resend_unknown=resend_unknown,
+            on_progress=on_progress,
+        ):
+            yield result
 
     async def send_text(
         self,

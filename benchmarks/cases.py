@@ -1,7 +1,8 @@
-"""One benchmark case per process run: ``python -m benchmarks.cases CASE N CONCURRENCY BASE_URL``.
+"""One benchmark case per process: ``python -m benchmarks.cases CASE OP N CONCURRENCY BASE_URL``.
 
-Prints one JSON line: wall seconds, client CPU seconds (all threads), peak RSS, and RSS growth.
-Every case does the same thing: N ``POST /instance/create`` calls with a JSON answer.
+``OP`` is ``create``, ``state`` or ``send`` (``send_text``). Prints one JSON line: wall seconds,
+client CPU seconds (all threads), peak RSS and RSS growth over the measured run. Every case
+makes the same N requests after a warm-up.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.server import API_KEY
+from benchmarks.server import API_KEY, API_NAME
 
-HEADERS = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+RECIPIENT = "628111222333"
 
 
 def rss_mb() -> float:
-    """Current resident set size in MB (from /proc; peak comes from getrusage)."""
+    """Current resident set size in MB (from /proc; the peak comes from getrusage)."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -41,29 +43,55 @@ async def gather_limited(n: int, concurrency: int, call: Callable[[int], Awaitab
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def raw_aiohttp(n: int, concurrency: int, base: str) -> None:
+def _request(op: str, i: int) -> tuple[str, str, dict[str, Any]]:
+    """(method, path, json body or query) of the same request in every case."""
+    if op == "create":
+        return "POST", "/instance/create", {"instanceName": f"store_{i}"}
+    if op == "state":
+        return "GET", "/instance/state", {"instanceName": API_NAME}
+    return (
+        "POST",
+        "/send/text",
+        {"instanceName": API_NAME, "number": RECIPIENT, "type": "text", "message": f"hi {i}"},
+    )
+
+
+async def raw_aiohttp(n: int, concurrency: int, base: str, op: str) -> None:
+    """The floor, written idiomatically: one session, auth and accept as its default headers."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
 
         async def call(i: int) -> None:
-            async with session.post(
-                f"{base}/instance/create", json={"instanceName": f"r{i}"}, headers=HEADERS
-            ) as resp:
-                resp.raise_for_status()
-                await resp.json()
+            method, path, data = _request(op, i)
+            if method == "GET":
+                async with session.get(f"{base}{path}", params=data) as resp:
+                    resp.raise_for_status()
+                    await resp.json()
+            else:
+                async with session.post(f"{base}{path}", json=data) as resp:
+                    resp.raise_for_status()
+                    await resp.json()
 
         await gather_limited(n, concurrency, call)
 
 
-async def aiohttp_session_per_request(n: int, concurrency: int, base: str) -> None:
+async def aiohttp_session_per_request(n: int, concurrency: int, base: str, op: str) -> None:
+    """What an existing gateway client does: a new session for every request."""
     import aiohttp
 
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+
     async def call(i: int) -> None:
+        method, path, data = _request(op, i)
         async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{base}/instance/create", json={"instanceName": f"s{i}"}, headers=HEADERS
+            aiohttp.ClientSession(headers=headers) as session,
+            session.request(
+                method,
+                f"{base}{path}",
+                params=data if method == "GET" else None,
+                json=None if method == "GET" else data,
             ) as resp,
         ):
             resp.raise_for_status()
@@ -72,67 +100,105 @@ async def aiohttp_session_per_request(n: int, concurrency: int, base: str) -> No
     await gather_limited(n, concurrency, call)
 
 
-async def async_wachat(n: int, concurrency: int, base: str) -> None:
+def _operation(wa: Any, op: str) -> Callable[[int], Awaitable[Any]]:
+    if op == "create":
+        return lambda i: wa.instances.create(f"store_{i}")
+    if op == "state":
+        return lambda i: wa.instances.state(API_NAME)
+    return lambda i: wa.messages.send_text(API_NAME, RECIPIENT, f"hi {i}")
+
+
+async def async_wachat(n: int, concurrency: int, base: str, op: str) -> None:
     from wachat_async import AsyncWachat
 
     async with AsyncWachat(API_KEY, base_url=base) as wa:
-        await gather_limited(n, concurrency, lambda i: wa.instances.create(f"w{i}"))
+        await gather_limited(n, concurrency, _operation(wa, op))
 
 
-async def create_many(n: int, concurrency: int, base: str) -> None:
+async def create_many(n: int, concurrency: int, base: str, op: str) -> None:
     from wachat_async import AsyncWachat, CreateSpec
 
     async with AsyncWachat(API_KEY, base_url=base) as wa:
-        specs = (CreateSpec(f"m{i}") for i in range(n))
+        specs = (CreateSpec(f"store_{i}") for i in range(n))
         async for result in wa.instances.create_many(specs, concurrency=concurrency):
             if result.error is not None:
                 raise result.error
 
 
-async def httpx_async(n: int, concurrency: int, base: str) -> None:
+async def send_many(n: int, concurrency: int, base: str, op: str) -> None:
+    """A broadcast with pacing off and the journal on, from one instance."""
+    from wachat_async import AsyncWachat, Pace, SendSpec, TextMessage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with AsyncWachat(API_KEY, base_url=base) as wa:
+            specs = (
+                SendSpec(instance=API_NAME, recipient=f"62811{i:08d}", message=TextMessage("hi"))
+                for i in range(n)
+            )
+            stream = wa.messages.send_many(
+                specs,
+                campaign=f"bench-{time.monotonic_ns()}",
+                pace=Pace.off(per_instance=concurrency),
+                journal=f"{tmp}/journal.sqlite",
+            )
+            async for result in stream:
+                if not result.ok:
+                    raise RuntimeError(f"{result.status}: {result.error}")
+
+
+async def httpx_async(n: int, concurrency: int, base: str, op: str) -> None:
     import httpx
 
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
 
         async def call(i: int) -> None:
-            resp = await client.post(
-                f"{base}/instance/create", json={"instanceName": f"h{i}"}, headers=HEADERS
-            )
+            method, path, data = _request(op, i)
+            if method == "GET":
+                resp = await client.get(f"{base}{path}", params=data)
+            else:
+                resp = await client.post(f"{base}{path}", json=data)
             resp.raise_for_status()
             resp.json()
 
         await gather_limited(n, concurrency, call)
 
 
-def wachat_sync(n: int, concurrency: int, base: str) -> None:
+def wachat_sync(n: int, concurrency: int, base: str, op: str) -> None:
     from wachat_async import Wachat
 
     with Wachat(API_KEY, base_url=base) as wa:
+        call = _operation(wa, op)
         if concurrency == 1:
             for i in range(n):
-                wa.instances.create(f"y{i}")
+                call(i)
         else:
             with ThreadPoolExecutor(concurrency) as pool:
-                list(pool.map(lambda i: wa.instances.create(f"y{i}"), range(n)))
+                list(pool.map(call, range(n)))
 
 
-def requests_session(n: int, concurrency: int, base: str) -> None:
+def requests_session(n: int, concurrency: int, base: str, op: str) -> None:
     import requests
 
     with requests.Session() as session:
-        session.headers.update(HEADERS)
+        session.headers.update({"Authorization": f"Bearer {API_KEY}"})
         for i in range(n):
-            resp = session.post(f"{base}/instance/create", json={"instanceName": f"q{i}"})
+            method, path, data = _request(op, i)
+            if method == "GET":
+                resp = session.get(f"{base}{path}", params=data)
+            else:
+                resp = session.post(f"{base}{path}", json=data)
             resp.raise_for_status()
             resp.json()
 
 
-CASES: dict[str, Callable[[int, int, str], Any]] = {
+CASES: dict[str, Callable[[int, int, str, str], Any]] = {
     "raw_aiohttp": raw_aiohttp,
     "AsyncWachat": async_wachat,
     "AsyncWachat[speedups]": async_wachat,
     "create_many": create_many,
+    "send_many": send_many,
     "Wachat": wachat_sync,
     "httpx.AsyncClient": httpx_async,
     "requests.Session": requests_session,
@@ -141,7 +207,13 @@ CASES: dict[str, Callable[[int, int, str], Any]] = {
 
 
 def main() -> None:
-    name, n, concurrency, base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    name, op, n, concurrency, base = (
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+        sys.argv[5],
+    )
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     case = CASES[name]
@@ -149,7 +221,7 @@ def main() -> None:
         sys.modules["orjson"] = None  # type: ignore[assignment]  # the plain install's JSON
 
     def run(k: int) -> None:
-        outcome = case(k, min(concurrency, k), base)
+        outcome = case(k, min(concurrency, k), base, op)
         if asyncio.iscoroutine(outcome):
             asyncio.run(outcome)
 
@@ -162,6 +234,7 @@ def main() -> None:
         json.dumps(
             {
                 "case": name,
+                "op": op,
                 "n": n,
                 "concurrency": concurrency,
                 "wall_s": wall,

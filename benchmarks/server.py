@@ -1,26 +1,126 @@
-"""The benchmark server: FakeWachat in a process of its own, pinned to its own core.
+"""The benchmark server: canned Wachat answers, in a process of its own, pinned to its own core.
 
-Prints its base URL on stdout, then serves until stdin closes.
+A canned answer costs the server almost nothing, so what is measured is the client. Each
+answer size has its own base URL: ``/min/api/v1`` answers a create with the instance alone,
+``/qr/api/v1`` with a realistic QR code (a ~6 KB data URL). State and sends answer as Wachat
+does. The server remembers when each instance's sends arrived (``GET /stats/sends``), so that
+pacing is measured where it matters.
+
+Prints its port on stdout, then serves until stdin closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
+import random
 import sys
+import time
+from collections import defaultdict
 
-from wachat_async.testing import FakeWachat
+from aiohttp import web
 
 API_KEY = "bench-key"
+API_NAME = "t1_mq9r2jov_jakarta_store"
+
+_INSTANCE = {
+    "id": 26,
+    "instanceName": "jakarta_store",
+    "displayName": "jakarta_store",
+    "apiInstanceName": API_NAME,
+    "internalName": API_NAME,
+    "number": "628123456789",
+    "integration": "WHATSAPP-BAILEYS",
+}
+_QR = {
+    "pairingCode": "PKRFWHWE",
+    "code": "2@" + "x" * 200,
+    # A QR PNG's data URL is about 6 KB.
+    "base64": "data:image/png;base64,"
+    + base64.b64encode(random.Random(1).randbytes(4500)).decode(),
+    "imageUrl": f"https://app.wachat.net/api/v1/instance/qr/image?instanceName={API_NAME}",
+    "liveUrl": f"https://app.wachat.net/api/v1/instance/qr/live?instanceName={API_NAME}",
+    "count": 1,
+}
+CREATED = {
+    "min": json.dumps({"success": True, "instance": _INSTANCE, "qrcode": None}).encode(),
+    "qr": json.dumps({"success": True, "instance": _INSTANCE, "qrcode": _QR}).encode(),
+}
+STATE = json.dumps(
+    {
+        "success": True,
+        "data": {"instance": {"instanceName": API_NAME, "state": "open"}},
+        "instance": {
+            "instanceName": "jakarta_store",
+            "apiInstanceName": API_NAME,
+            "internalName": API_NAME,
+            "state": "open",
+            "profileName": "Jakarta",
+            "profilePictureUrl": None,
+            "number": "628123456789",
+            "owner": "628123456789@s.whatsapp.net",
+            "integration": "WHATSAPP-BAILEYS",
+        },
+    }
+).encode()
+SENT = json.dumps(
+    {
+        "success": True,
+        "message": "Message queued for dispatch",
+        "data": {"id": "3EB0ABCDEF0123456789", "status": "PENDING"},
+    }
+).encode()
+
+
+def app() -> web.Application:
+    sends: defaultdict[str, list[float]] = defaultdict(list)
+    application = web.Application()
+
+    def answer(body: bytes, status: int = 200) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    for size, created in CREATED.items():
+        prefix = f"/{size}/api/v1"
+
+        async def create(request: web.Request, created: bytes = created) -> web.Response:
+            await request.read()
+            return answer(created, 201)
+
+        async def state(request: web.Request) -> web.Response:
+            return answer(STATE)
+
+        async def send(request: web.Request) -> web.Response:
+            body = await request.json()
+            sends[body["instanceName"]].append(time.time())
+            return answer(SENT)
+
+        application.router.add_post(f"{prefix}/instance/create", create)
+        application.router.add_get(f"{prefix}/instance/state", state)
+        application.router.add_post(f"{prefix}/send/text", send)
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sends)
+
+    async def reset(request: web.Request) -> web.Response:
+        sends.clear()
+        return web.json_response({})
+
+    application.router.add_get("/stats/sends", stats)
+    application.router.add_post("/stats/reset", reset)
+    return application
 
 
 async def serve() -> None:
-    # A pool of pre-rendered QR codes: rendering one costs ~6 ms, which would make the server,
-    # not the clients, the thing measured. Nothing is recorded, and codes never expire.
-    async with FakeWachat(api_keys={API_KEY}, qr_pool=16, record=False, qr_ttl=float("inf")) as s:
-        print(s.base_url, flush=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)  # returns when the harness closes it
+    runner = web.AppRunner(app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    await runner.cleanup()
 
 
 if __name__ == "__main__":

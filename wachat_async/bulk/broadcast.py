@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import math
 import os
 import random
@@ -44,6 +43,7 @@ from typing import Any, Protocol
 import attrs
 
 from .. import _validate as check
+from .._build import builder
 from .._config import Settings
 from .._transport import Call
 from ..errors import (
@@ -57,7 +57,7 @@ from ..errors import (
 )
 from ..models import InstanceState, MessagePayload, SendResult
 from ._pool import END, reader
-from .journal import DONE, FAILED, IN_FLIGHT, UNKNOWN, Journal, error_text
+from .journal import DONE, FAILED, IN_FLIGHT, UNKNOWN, Journal, MessageEntry, error_text
 
 __all__ = [
     "BroadcastProgress",
@@ -174,7 +174,7 @@ class BroadcastStatus(enum.StrEnum):
     PAUSED = "paused"
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class BroadcastResult:
     """The outcome of one spec."""
 
@@ -240,6 +240,9 @@ def render_template(template: str, values: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+_broadcast_result = builder(BroadcastResult)
+
+
 class Sends(Protocol):
     """What a broadcast needs of the client."""
 
@@ -266,9 +269,16 @@ class _Pacer:
         self.sent = 0
         # Wall-clock times of recent sends, for the caps (with the journal's, from earlier runs).
         self._recent: deque[float] = deque(sorted(history))
+        #: Nothing to wait for, ever, unless the server asks.
+        self._unpaced = not (
+            pace.interval or pace.jitter or pace.hourly or pace.daily or pace.warmup_messages
+        )
 
     async def turn(self) -> None:
         """Wait until this instance may send its next message."""
+        if self._unpaced and self._paused_until == 0.0:
+            self.sent += 1
+            return
         async with self._lock:
             pace = self.pace
             loop = asyncio.get_running_loop()
@@ -314,6 +324,8 @@ class _Item:
     recipient: str
     call: Call
     body: dict[str, Any]
+    #: Sends tried (a 429 makes a lane try the same message again later).
+    tries: int = 0
 
 
 class _Lane:
@@ -344,11 +356,13 @@ class _Broadcast:
         self.campaign = campaign
         self.pace = pace
         self.journal = journal
+        #: The journal already holds messages of this campaign: some may be settled.
+        self.rerun = False
         self.opt_out = opt_out
         self.resend_unknown = resend_unknown
         self.rng = random.Random(pace.seed)
         self.lanes: dict[str, _Lane] = {}
-        self.seen: set[bytes] = set()
+        self.seen: set[int] = set()
         self.results: asyncio.Queue[BroadcastResult | BaseException | None] = asyncio.Queue()
         self.counts = dict.fromkeys(BroadcastStatus, 0)
         self.sent_by_instance: dict[str, int] = {}
@@ -364,20 +378,21 @@ class _Broadcast:
                 raise InvalidRequestError(
                     f"a spec must be a SendSpec or a mapping, got {type(given).__name__}"
                 )
-            instance = check.api_name("instance", given.instance)
-            recipient = check.number("recipient", given.recipient)
+            call, body = self.sends.prepare(given.instance, given.recipient, given.message)
+            instance, recipient = body["instanceName"], body["number"]  # checked, normalised
             key = (
                 check.text("key", given.key)
                 if given.key is not None
                 else f"{self.campaign}:{instance}:{recipient}"
             )
-            call, body = self.sends.prepare(instance, recipient, given.message)
         except InvalidRequestError as exc:
             return BroadcastResult(index, given, BroadcastStatus.INVALID, error=exc)
         except TypeError as exc:  # a mapping with unknown or missing fields
             error = InvalidRequestError(f"not a send spec: {exc}")
             return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        # Remembered by hash, not by text: a million keys fit in a few tens of MB. Two keys that
+        # share a 64-bit hash (odds around 1e-8 in a million) would report the second as a repeat.
+        digest = hash(key)
         if digest in self.seen:
             error = InvalidRequestError(
                 f"recipient {recipient} appears again for instance {instance} in this campaign "
@@ -422,7 +437,7 @@ class _Broadcast:
         message_id: str | None = None,
         error: WachatError | None = None,
     ) -> BroadcastResult:
-        return BroadcastResult(
+        return _broadcast_result(
             item.index,
             item.spec,
             status,
@@ -433,26 +448,33 @@ class _Broadcast:
             error,
         )
 
+    def _settled(self, item: _Item, entry: MessageEntry | None) -> BroadcastResult | None:
+        """The result for a message an earlier run settled (or may have), else None."""
+        if entry is None:
+            return None
+        if entry.state == DONE:
+            return self._result(item, BroadcastStatus.SKIPPED, message_id=entry.message_id)
+        if entry.state in (IN_FLIGHT, UNKNOWN) and not self.resend_unknown:
+            return self._result(
+                item,
+                BroadcastStatus.UNKNOWN,
+                error=OutcomeUnknownError(
+                    "an earlier run may have sent this message "
+                    f"({entry.error or 'it was in flight when that run ended'}); "
+                    "not resent (resend_unknown=True would)",
+                    request=item.call,
+                ),
+            )
+        return None
+
     async def deliver(self, lane: _Lane, item: _Item) -> BroadcastResult:
-        journal = self.journal
         if lane.paused is not None:
             return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
-        if journal is not None:
-            entry = await journal.message_entry(item.key)
-            if entry is not None and entry.state == DONE:
-                return self._result(item, BroadcastStatus.SKIPPED, message_id=entry.message_id)
-            unsure = entry is not None and entry.state in (IN_FLIGHT, UNKNOWN)
-            if unsure and entry is not None and not self.resend_unknown:
-                return self._result(
-                    item,
-                    BroadcastStatus.UNKNOWN,
-                    error=OutcomeUnknownError(
-                        "an earlier run may have sent this message "
-                        f"({entry.error or 'it was in flight when that run ended'}); "
-                        "not resent (resend_unknown=True would)",
-                        request=item.call,
-                    ),
-                )
+        if self.journal is not None and self.rerun:
+            # Skip what is settled before waiting a turn for it (the claim checks again).
+            settled = self._settled(item, await self.journal.message_entry(item.key))
+            if settled is not None:
+                return settled
         for _ in range(_THROTTLED_TRIES):
             await lane.pacer.turn()
             if lane.paused is not None:
@@ -461,30 +483,52 @@ class _Broadcast:
             if outcome is not None:
                 return outcome
         error = InvalidRequestError(f"instance {lane.instance} stayed rate-limited; not sent")
-        await self._record(item, FAILED, error=error)
+        self._record(item, FAILED, error=error)
         return self._result(item, BroadcastStatus.FAILED, error=error)
 
     async def _send_once(self, lane: _Lane, item: _Item) -> BroadcastResult | None:
         """One send; None when the server asked to wait first (the lane is paused that long)."""
-        await self._record(item, IN_FLIGHT, started_at=time.time())
+        journal = self.journal
+        first_try = item.tries == 0
+        item.tries += 1
+        if journal is not None and (self.rerun or not first_try):
+            entry = await journal.claim_message(
+                item.key,
+                campaign=self.campaign,
+                instance=item.instance,
+                recipient=item.recipient,
+                started_at=time.time(),
+                reclaim_unknown=self.resend_unknown,
+            )
+            settled = self._settled(item, entry)
+            if settled is not None:
+                return settled
+        elif journal is not None:  # a first run's first try: nothing can be settled yet
+            await journal.claim_new_message(
+                item.key,
+                campaign=self.campaign,
+                instance=item.instance,
+                recipient=item.recipient,
+                started_at=time.time(),
+            )
         try:
             sent = await self.sends.send_prepared(item.call, item.body)
         except OutcomeUnknownError as exc:
-            await self._record(item, UNKNOWN, error=exc)
+            self._record(item, UNKNOWN, error=exc)
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)
         except RateLimitError as exc:  # refused, so not sent: pause this instance, try again
-            await self._record(item, FAILED, error=exc)
+            self._record(item, FAILED, error=exc)
             lane.pacer.pause(exc.retry_after if exc.retry_after is not None else 60.0)
             return None
         except (BadRequestError, ConflictError, NotFoundError) as exc:
-            await self._record(item, FAILED, error=exc)
+            self._record(item, FAILED, error=exc)
             if await self._disconnected(lane, exc):
                 return self._result(item, BroadcastStatus.PAUSED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
         except WachatError as exc:
-            await self._record(item, FAILED, error=exc)
+            self._record(item, FAILED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
-        await self._record(item, DONE, message_id=sent.message_id)
+        self._record(item, DONE, message_id=sent.message_id)
         self.sent_by_instance[lane.instance] = self.sent_by_instance.get(lane.instance, 0) + 1
         return self._result(item, BroadcastStatus.SENT, message_id=sent.message_id)
 
@@ -508,24 +552,19 @@ class _Broadcast:
         lane.paused = self.paused[lane.instance] = reason
         return True
 
-    async def _record(
+    def _record(
         self,
         item: _Item,
         state: str,
         *,
         message_id: str | None = None,
-        started_at: float | None = None,
         error: WachatError | None = None,
     ) -> None:
         if self.journal is not None:
-            await self.journal.record_message(
+            self.journal.record_message(
                 item.key,
                 state,
-                campaign=self.campaign,
-                instance=item.instance,
-                recipient=item.recipient,
                 message_id=message_id,
-                started_at=started_at,
                 error=None if error is None else error_text(error),
             )
 
@@ -581,6 +620,7 @@ async def broadcast(
         opt_out=opted_out,
         resend_unknown=resend_unknown,
     )
+    run.rerun = log is not None and await log.has_messages(campaign)
     slots = asyncio.Semaphore(READ_AHEAD)
     read_next: Callable[[], Awaitable[Any]] = reader(specs)
     outstanding = 0

@@ -70,7 +70,6 @@ CREATE TABLE IF NOT EXISTS messages (
     started_at REAL,
     error TEXT,
     updated_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_sent ON messages (instance, state, started_at);
 """
 
 
@@ -99,6 +98,31 @@ class MessageEntry:
     error: str | None
 
 
+def _write_message(
+    db: sqlite3.Connection,
+    key: str,
+    state: str,
+    campaign: str,
+    instance: str,
+    recipient: str,
+    message_id: str | None,
+    started_at: float | None,
+    error: str | None,
+) -> None:
+    db.execute(
+        """INSERT INTO messages (key, campaign, instance, recipient, state, message_id,
+                                 started_at, error, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(key) DO UPDATE SET
+             state = excluded.state,
+             message_id = COALESCE(excluded.message_id, message_id),
+             started_at = COALESCE(excluded.started_at, started_at),
+             error = excluded.error,
+             updated_at = excluded.updated_at""",
+        (key, campaign, instance, recipient, state, message_id, started_at, error, time.time()),
+    )
+
+
 def outcome_state(error: WachatError) -> str:
     """How a failure is journaled: ``unknown`` when it may have taken effect."""
     return UNKNOWN if isinstance(error, OutcomeUnknownError) else FAILED
@@ -116,20 +140,22 @@ class _Job:
         self,
         fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
+        future: asyncio.Future[Any] | None,
     ) -> None:
         self.fn = fn
         self.loop = loop
+        #: None for a write nobody waits for (its failure surfaces at the next call or close).
         self.future = future
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # its caller was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # its caller was cancelled
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class Journal:
@@ -143,6 +169,11 @@ class Journal:
         self._thread = threading.Thread(target=self._serve, name="wachat-journal", daemon=True)
         self._thread.start()
         self._closed = False
+        self._unreported: BaseException | None = None
+        # Broadcast rows gathered during one turn of the event loop, written together.
+        self._claims: list[tuple[Any, ...]] = []
+        self._claimed: list[asyncio.Future[None]] = []
+        self._outcomes: list[tuple[Any, ...]] = []
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -267,6 +298,8 @@ class Journal:
                     outcomes.append((job.fn(db), None))
                 except sqlite3.Error as exc:
                     outcomes.append((None, self._damaged(exc)))
+                except Exception as exc:  # a bug: its caller raises it, the thread goes on
+                    outcomes.append((None, exc))
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             failure = self._damaged(exc)
@@ -274,9 +307,16 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             outcomes = [(None, failure)] * len(batch)
+        # One wake-up per loop and batch, not one per job.
+        waiting: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for job, (result, error) in zip(batch, outcomes, strict=True):
+            if job.future is not None:
+                waiting.setdefault(job.loop, []).append((job.future, result, error))
+            elif error is not None and self._unreported is None:
+                self._unreported = error
+        for loop, settled in waiting.items():
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+                loop.call_soon_threadsafe(_settle, settled)
 
     def _damaged(self, exc: sqlite3.Error) -> JournalError:
         where = str(self.path)
@@ -287,12 +327,23 @@ class Journal:
         )
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise JournalError(f"journal {self.path} is closed", path=str(self.path))
+        self._check_usable()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(fn, loop, future))
         return await future
+
+    def _submit_later(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """A write nobody waits for (it commits with the next batch; close waits for it)."""
+        self._check_usable()
+        self._jobs.put(_Job(fn, asyncio.get_running_loop(), None))
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed", path=str(self.path))
+        failure, self._unreported = self._unreported, None
+        if failure is not None:
+            raise failure
 
     # -- provisioning rows ----------------------------------------------------------------
 
@@ -385,45 +436,118 @@ class Journal:
 
         return await self._submit(read)
 
-    async def record_message(
+    async def has_messages(self, campaign: str) -> bool:
+        """Whether any message of ``campaign`` is recorded (a first run has none to skip)."""
+
+        def read(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT 1 FROM messages WHERE campaign = ? LIMIT 1", (campaign,))
+            return row.fetchone() is not None
+
+        return await self._submit(read)
+
+    async def claim_message(
         self,
         key: str,
-        state: str,
         *,
         campaign: str,
         instance: str,
         recipient: str,
-        message_id: str | None = None,
-        started_at: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Write a message row; returns once it is on disk."""
+        started_at: float,
+        reclaim_unknown: bool = False,
+    ) -> MessageEntry | None:
+        """Record message ``key`` as in flight, on disk, unless its row says it must not be
+        sent: then that row (done; or unknown, or in flight from a run that died, unless
+        ``reclaim_unknown``). One atomic step, so the check and the claim cannot part."""
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                """INSERT INTO messages (key, campaign, instance, recipient, state, message_id,
-                                         started_at, error, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(key) DO UPDATE SET
-                     state = excluded.state,
-                     message_id = COALESCE(excluded.message_id, message_id),
-                     started_at = COALESCE(excluded.started_at, started_at),
-                     error = excluded.error,
-                     updated_at = excluded.updated_at""",
-                (
-                    key,
-                    campaign,
-                    instance,
-                    recipient,
-                    state,
-                    message_id,
-                    started_at,
-                    error,
-                    time.time(),
-                ),
+        def claim(db: sqlite3.Connection) -> MessageEntry | None:
+            try:  # the common case, a message never recorded: one insert
+                db.execute(
+                    "INSERT INTO messages (key, campaign, instance, recipient, state, "
+                    "started_at, updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
+                    (key, campaign, instance, recipient, started_at, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                pass
+            else:
+                return None
+            row = db.execute(
+                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
+                "FROM messages WHERE key = ?",
+                (key,),
+            ).fetchone()
+            if row is not None:
+                entry = MessageEntry(*row)
+                if entry.state == DONE or (
+                    entry.state in (IN_FLIGHT, UNKNOWN) and not reclaim_unknown
+                ):
+                    return entry
+            _write_message(
+                db, key, IN_FLIGHT, campaign, instance, recipient, None, started_at, None
+            )
+            return None
+
+        return await self._submit(claim)
+
+    async def claim_new_message(
+        self, key: str, *, campaign: str, instance: str, recipient: str, started_at: float
+    ) -> None:
+        """Record as in flight, on disk, a message of a campaign the journal had no message of
+        when this run began (so nothing can be settled yet). Claims made in one turn of the
+        event loop are written by one statement, in one commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._claims:
+            loop.call_soon(self._flush_claims)
+        self._claims.append((key, campaign, instance, recipient, started_at, started_at))
+        self._claimed.append(future)
+        await future
+
+    def _flush_claims(self) -> None:
+        rows, futures = self._claims, self._claimed
+        self._claims, self._claimed = [], []
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO messages (key, campaign, instance, recipient, state, started_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
+                rows,
             )
 
-        await self._submit(write)
+        loop = asyncio.get_running_loop()
+        batch: asyncio.Future[None] = loop.create_future()
+        self._jobs.put(_Job(insert, loop, batch))
+
+        def settle(done: asyncio.Future[None]) -> None:
+            error = None if done.cancelled() else done.exception()
+            for future in futures:
+                if not future.done():
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+
+        batch.add_done_callback(settle)
+
+    def record_message(
+        self, key: str, state: str, *, message_id: str | None = None, error: str | None = None
+    ) -> None:
+        """Record the outcome of a claimed message. Not waited for (the claim made before
+        sending is what must be on disk first); outcomes of one turn of the event loop are
+        written by one statement with the next commit, and close waits for them."""
+        self._check_usable()
+        if not self._outcomes:
+            asyncio.get_running_loop().call_soon(self._flush_outcomes)
+        self._outcomes.append((state, message_id, error, time.time(), key))
+
+    def _flush_outcomes(self) -> None:
+        rows, self._outcomes = self._outcomes, []
+        self._submit_later(
+            lambda db: db.executemany(
+                "UPDATE messages SET state = ?, message_id = COALESCE(?, message_id), "
+                "error = ?, updated_at = ? WHERE key = ?",
+                rows,
+            )
+        )
 
     # -- closing --------------------------------------------------------------------------
 
@@ -431,11 +555,16 @@ class Journal:
         """Finish pending writes, close the file and release the lock. Idempotent."""
         if self._closed:
             return
+        if self._outcomes:  # written before the thread is told to stop
+            self._flush_outcomes()
         self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
         self._db.close()
         os.close(self._lock_fd)  # after SQLite: closing releases the flock
+        failure, self._unreported = self._unreported, None
+        if failure is not None:
+            raise failure
 
     async def __aenter__(self) -> Self:
         return self

@@ -44,6 +44,16 @@ async def no_other_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
 
 
+async def tasks_left_after_settling(seconds: float = 5.0) -> list[asyncio.Task[object]]:
+    """Tasks still pending once closed connections had time to be noticed (a peer's server
+    notices a closed keep-alive connection some loop turns later, sooner on newer aiohttp)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := await no_other_tasks()) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return left
+
+
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a free loopback port; yields ``http://127.0.0.1:<port>``."""

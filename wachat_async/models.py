@@ -314,16 +314,16 @@ class TextMessage:
     delay: int | None = attrs.field(default=None, kw_only=True)
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(weakref_slot=False)
 class MediaMessage:
     """An image, video, document or audio, fetched by Wachat from ``media_url``."""
 
-    media_url: str = attrs.field(kw_only=False)
-    media_type: MediaType | str
-    caption: str | None = None
-    file_name: str | None = None
-    mimetype: str | None = None
-    delay: int | None = None
+    media_url: str
+    media_type: MediaType | str = attrs.field(kw_only=True)
+    caption: str | None = attrs.field(default=None, kw_only=True)
+    file_name: str | None = attrs.field(default=None, kw_only=True)
+    mimetype: str | None = attrs.field(default=None, kw_only=True)
+    delay: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -362,15 +362,16 @@ class ButtonsMessage:
 MessagePayload = TextMessage | MediaMessage | LocationMessage | ListMessage | ButtonsMessage
 
 
-def _wire(check: Any) -> dict[str, Any]:
-    return {WIRE: check}
+def _create_field(check: Any, *, repr: bool = True) -> Any:
+    """An optional, keyword-only create field, checked by ``check(name, value)`` when sent."""
+    return attrs.field(default=None, kw_only=True, repr=repr, metadata={WIRE: check})
 
 
 def _integration(field: str, value: Any) -> str:
     return check.choice(field, value, Integration).value
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(slots=False)
 class CreateSpec:
     """Everything ``instances.create`` accepts, as one value (a CSV row, a bulk item).
 
@@ -380,20 +381,20 @@ class CreateSpec:
     """
 
     #: The friendly name you choose; Wachat derives the API name from it.
-    instance_name: str = attrs.field(kw_only=False, metadata=_wire(check.instance_name))
+    instance_name: str = attrs.field(metadata={WIRE: check.instance_name})
     #: The WhatsApp number, digits with country code (``+``, spaces and dashes are dropped).
-    number: str | None = attrs.field(default=None, metadata=_wire(check.number))
+    number: str | None = _create_field(check.number)
     #: ``WHATSAPP-BAILEYS`` (QR code, the default) or ``WHATSAPP-BUSINESS`` (Meta Cloud API).
-    integration: Integration | str | None = attrs.field(default=None, metadata=_wire(_integration))
-    reject_calls: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
-    ignore_groups: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
-    always_online: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
-    read_messages: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
-    read_status: bool | None = attrs.field(default=None, metadata=_wire(check.flag))
+    integration: Integration | str | None = _create_field(_integration)
+    reject_calls: bool | None = _create_field(check.flag)
+    ignore_groups: bool | None = _create_field(check.flag)
+    always_online: bool | None = _create_field(check.flag)
+    read_messages: bool | None = _create_field(check.flag)
+    read_status: bool | None = _create_field(check.flag)
     #: WHATSAPP-BUSINESS only, like the next two (all three are required there).
-    meta_token: str | None = attrs.field(default=None, repr=False, metadata=_wire(check.text))
-    meta_business_id: str | None = attrs.field(default=None, metadata=_wire(check.text))
-    meta_phone_number_id: str | None = attrs.field(default=None, metadata=_wire(check.text))
+    meta_token: str | None = _create_field(check.text, repr=False)
+    meta_business_id: str | None = _create_field(check.text)
+    meta_phone_number_id: str | None = _create_field(check.text)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Self:

@@ -1,371 +1,330 @@
-"""The wachat command: provisioning a CSV (whole, interrupted and resumed, under faults, with bad
-rows), the sandbox, and the instance and send commands."""
+"""The wachat command: global options, output on a terminal, through a pipe and as JSON, text
+from users and servers shown literally, errors and exit statuses, the instance and send
+commands, and Ctrl-C while waiting for a scan.
+
+Provisioning is in ``test_cli_provision.py``, the sandbox in ``test_cli_sandbox.py``.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import zxingcpp
-from PIL import Image
 
 from tests.conftest import KEY
-from wachat_async import Wachat, cli
-from wachat_async.qr import PNG_SIGNATURE
+from tests.test_cli_helpers import (
+    SGR,
+    env,
+    main,
+    on_terminal,
+    spawn,
+    wachat,
+)
+from wachat_async import Wachat, __version__, cli
+from wachat_async.cli.output import dumps, literal
 from wachat_async.testing import FakeWachat, Fault
 
-ROOT = Path(__file__).resolve().parents[1]
+#: Friendly names that markup, control characters and a terminal would each mangle.
+TRICKY = ["[bold]x[/]", "x\x1b[2Jy", "[link=http://evil]a[/link]", "tab\there", ":smile:"]
+#: Long enough that a table at 80 columns cannot show it beside anything else.
+LONG = "jakarta_selatan_kebayoran_baru_blok_m_plaza_lantai_dua"
 
 
-def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+def server_args(server: FakeWachat) -> list[str]:
+    return ["--api-key", KEY, "--base-url", server.base_url]
 
 
-def stores(n: int) -> list[dict[str, str]]:
-    return [
-        {"instance_name": f"store_{i:04d}", "number": f"6281{i:08d}", "reject_calls": "true"}
-        for i in range(n)
-    ]
+def server_env(server: FakeWachat) -> dict[str, str]:
+    return env(WACHAT_API_KEY=KEY, WACHAT_BASE_URL=server.base_url)
 
 
-def run_cli(server: FakeWachat, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli.main(["--api-key", KEY, "--base-url", server.base_url, *args])
-    return code, capsys.readouterr().out
+# -- the command line -----------------------------------------------------------------------
 
 
-def json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    done = main(capsys, "--version")
+    assert (done.code, done.out.strip()) == (0, f"wachat-async {__version__}")
+    done = main(capsys, "--help")
+    assert done.code == 0
+    for group in ("instances", "send", "provision", "sandbox"):
+        assert group in done.out
 
 
-def pngs(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.png"))
-
-
-@pytest.mark.slow
-def test_a_thousand_rows_give_a_thousand_instances_and_pngs(
-    thread_server: FakeWachat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_global_options_work_before_and_after_the_command(
+    thread_server: FakeWachat, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sheet = write_csv(tmp_path / "stores.csv", stores(1000))
-    code, out = run_cli(
-        thread_server,
-        "--json",
-        "provision",
-        str(sheet),
-        "--out",
-        str(tmp_path / "qr"),
-        "--concurrency",
-        "16",
-        capsys=capsys,
-    )
-    assert code == 0
-    rows = json_lines(out)
-    assert rows[-1] == {
-        "summary": {"created": 1000, "reconciled": 0, "skipped": 0, "failed": 0},
-        "total": 1000,
-    }
-    assert len(thread_server.instances) == 1000
-    files = pngs(tmp_path / "qr")
-    assert len(files) == 1000
-    assert all(f.read_bytes().startswith(PNG_SIGNATURE) for f in files)
-    by_name = {i.display_name: i for i in thread_server.instances.values()}
-    for sample in files[::97]:  # a phone reads what the server issued for that store
-        scanned = zxingcpp.read_barcodes(Image.open(sample))
-        assert scanned[0].text == by_name[sample.stem].qr_code
-    assert thread_server.instance("store_0007").options == {"rejectCalls": True}
+    assert main(capsys, *server_args(thread_server), "instances", "create", "one").code == 0
+    before = main(capsys, "--json", *server_args(thread_server), "instances", "list")
+    after = main(capsys, "instances", "list", "--json", *server_args(thread_server))
+    middle = main(capsys, "instances", "--json", "list", *server_args(thread_server))
+    assert before.code == after.code == middle.code == 0
+    assert before.json() == after.json() == middle.json()
+    assert [i["instance_name"] for i in after.json()] == ["one"]
+    timeout = main(capsys, "instances", "list", *server_args(thread_server), "--timeout", "0")
+    assert timeout.code == 2
+    assert "timeout" in timeout.err
 
 
-def test_bad_rows_are_reported_with_line_numbers(
-    thread_server: FakeWachat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_usage_errors_exit_2_in_words_or_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sheet = tmp_path / "mixed.csv"
-    sheet.write_text(
-        "instance_name,number,always_online,store_address\n"
-        "ok_one,628111000001,yes,Jl. Sudirman\n"
-        ",628111000002,,no name\n"
-        "bad_number,62-81x-000,,\n"
-        'ok_two,628111000004,,"multi\nline address"\n'
-        "bad_flag,628111000005,maybe,\n"
-    )
-    code, out = run_cli(
-        thread_server,
-        "--json",
-        "provision",
-        str(sheet),
-        "--out",
-        str(tmp_path / "qr"),
-        capsys=capsys,
-    )
-    assert code == 1
-    rows = {r["line"]: r for r in json_lines(out) if "line" in r}
-    assert rows[2]["status"] == "created"
-    assert rows[3]["status"] == "failed"
-    assert "instance_name is required" in str(rows[3]["error"])
-    assert rows[4]["status"] == "failed"
-    assert "digits" in str(rows[4]["error"])
-    assert rows[6]["status"] == "created"  # the quoted newline makes it end on line 6
-    assert rows[7]["status"] == "failed"
-    assert "always_online" in str(rows[7]["error"])
-    assert [p.name for p in pngs(tmp_path / "qr")] == ["ok_one.png", "ok_two.png"]
+    monkeypatch.delenv("WACHAT_API_KEY", raising=False)
+    done = main(capsys, "instances", "list")
+    assert done.code == 2
+    assert done.err.count("\n") == 1
+    assert "--api-key" in done.err
+    assert "WACHAT_API_KEY" in done.err
+    done = main(capsys, "instances", "frobnicate")
+    assert done.code == 2
+    assert "invalid choice" in done.err
+    assert "usage: wachat instances" in done.err
+    done = main(capsys, "instances", "frobnicate", "--json")
+    assert done.code == 2
+    assert done.error()["type"] == "UsageError"
+    assert "invalid choice" in done.error()["message"]
 
 
-def test_faults_never_duplicate_and_a_rerun_finishes(
-    thread_server: FakeWachat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_api_errors_in_one_line_or_as_json(
+    thread_server: FakeWachat, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    thread_server.chaos(
-        0.25,
-        [
-            Fault.status(503),
-            Fault.drop_after(),
-            Fault.drop_before(),
-            Fault.status(502),
-            Fault.truncated(),
-        ],
-        seed=3,
-        path="/instance/create",
-    )
-    sheet = write_csv(tmp_path / "stores.csv", stores(120))
-    args = (
-        "--json",
-        "--timeout",
-        "2",
-        "provision",
-        str(sheet),
-        "--out",
-        str(tmp_path / "qr"),
-        "--concurrency",
-        "12",
-    )
-    code, out = run_cli(thread_server, *args, capsys=capsys)
-    summary = json_lines(out)[-1]["summary"]
-    assert sum(summary.values()) == 120  # type: ignore[attr-defined]
-    thread_server.clear_faults()
-    code, out = run_cli(thread_server, *args, capsys=capsys)
-    assert code == 0
-    assert len(thread_server.instances) == 120
-    assert all(thread_server.count_instances(f"store_{i:04d}") == 1 for i in range(120))
-    assert len(pngs(tmp_path / "qr")) == 120
+    done = main(capsys, *server_args(thread_server), "instances", "state", "t1_nope_store")
+    assert done.code == 1
+    assert done.out == ""
+    assert done.err.startswith("error: NotFoundError: 404 ")
+    assert done.err.count("\n") == 1
+    done = main(capsys, *server_args(thread_server), "--json", "instances", "state", "t1_nope")
+    assert done.code == 1
+    error = done.error()
+    assert error["type"] == "NotFoundError"
+    assert error["status_code"] == 404
+    assert "not found" in error["message"]
+    assert "API instance name" in error["hint"]
+    assert KEY not in done.err
 
 
-def provision_command(
-    base_url: str, key: str, sheet: Path, out_dir: Path, *extra: str
-) -> list[str]:
-    """``wachat provision`` as a separate process runs it, against a sandbox elsewhere."""
-    return [
-        sys.executable,
-        "-m",
-        "wachat_async",
-        "--api-key",
-        key,
-        "--base-url",
-        base_url,
-        "--json",
-        "provision",
-        str(sheet),
-        "--out",
-        str(out_dir),
-        *extra,
-    ]
+# -- text from users and servers is shown literally -----------------------------------------
 
 
-def wait_for_pngs(folder: Path, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while len(pngs(folder)) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
+def test_literal_makes_control_characters_visible() -> None:
+    assert literal("a\x1b[2Jb") == "a\\x1b[2Jb"
+    assert literal("tab\tnew\nline\r") == "tab\\tnew\\nline\\r"
+    assert literal("\x9b31m\x7f") == "\\x9b31m\\x7f"  # C1 CSI and DEL
+    assert literal("evil\u202etxt.exe\u2028") == "evil\\u202etxt.exe\\u2028"
+    assert literal("\udcff") == "\\udcff"  # a byte of an undecodable command line
+    assert literal("[bold]café 🎉 \u200d[/]") == "[bold]café 🎉 \u200d[/]"
+    text = dumps({"name": "a\x1b\x9b\u202e\u2028\x7fz", "plain": "café"})
+    assert not any(c in text for c in "\x1b\x9b\u202e\u2028\x7f")
+    assert json.loads(text) == {"name": "a\x1b\x9b\u202e\u2028\x7fz", "plain": "café"}
+    assert "café" in text  # ensure_ascii stays off
+
+
+@pytest.mark.parametrize("name", TRICKY)
+def test_names_print_as_themselves_in_every_form(
+    name: str,
+    thread_server: FakeWachat,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    done = main(capsys, *server_args(thread_server), "instances", "create", name)
+    assert done.code == 0, done.err
+    assert f"instance_name: {literal(name)}\n" in done.out
+    api_name = next(i.api_name for i in thread_server.instances.values() if i.display_name == name)
+    assert f"api_instance_name: {literal(api_name)}\n" in done.out
+    assert "\x1b" not in done.out
+
+    done = main(capsys, *server_args(thread_server), "--json", "instances", "list")
+    assert "\x1b" not in done.out
+    assert name in [i["instance_name"] for i in done.json()]
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich sees a terminal
+    monkeypatch.setenv("COLUMNS", "120")
+    done = main(capsys, *server_args(thread_server), "instances", "list")
+    assert done.code == 0
+    shown = SGR.sub("", done.out)
+    assert "\x1b" not in shown
+    assert literal(api_name) in shown
+    assert "🎉" not in shown or name != ":smile:"  # no emoji codes either
+
+
+def test_a_server_message_with_markup_and_escapes_prints_literally(
+    thread_server: FakeWachat, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evil = "[bold]x\x1b[2J"
+    for extra in ([], ["--json"]):
+        thread_server.inject(Fault.status(400, message=evil), path="/instance/list")
+        done = main(capsys, *server_args(thread_server), *extra, "instances", "list")
+        assert done.code == 1
+        assert "\x1b" not in done.err
+        if extra:
+            assert done.error()["message"] == evil
+        else:
+            assert "[bold]x\\x1b[2J" in done.err
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    thread_server.inject(Fault.status(400, message=evil), path="/instance/list")
+    done = main(capsys, *server_args(thread_server), "instances", "list")
+    assert done.code == 1
+    assert "[bold]x\\x1b[2J" in SGR.sub("", done.err)
+    assert "\x1b[2J" not in done.err
+
+
+# -- tables: API names whole at any width ---------------------------------------------------
 
 
 @pytest.fixture
-def sandbox() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    """``wachat sandbox`` in its own process, as another program would use it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wachat_async", "--json", "sandbox"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    first = json.loads(process.stdout.readline())
-    try:
-        yield first["base_url"], first["api_key"], process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=10)
-        process.stdout.close()
+def long_names(thread_server: FakeWachat) -> list[str]:
+    with Wachat(KEY, base_url=thread_server.base_url) as wa:
+        return sorted(wa.instances.create(f"{LONG}_{s}").instance.api_instance_name for s in "ab")
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_without_duplicates(
-    sandbox: tuple[str, str, subprocess.Popen[str]], tmp_path: Path
+@pytest.mark.parametrize("columns", [80, 200])
+def test_tables_never_cut_an_api_name_on_a_terminal(
+    columns: int, thread_server: FakeWachat, long_names: list[str]
 ) -> None:
-    base_url, key, _ = sandbox
-    sheet = write_csv(tmp_path / "stores.csv", stores(1000))
-    out_dir = tmp_path / "qr"
-    command = provision_command(base_url, key, sheet, out_dir, "--concurrency", "16")
-    first = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
-    )
-    wait_for_pngs(out_dir, 200)
-    first.kill()  # no cleanup at all: SIGKILL mid-run
-    first.wait()
-    assert 0 < len(pngs(out_dir)) < 1000
-
-    second = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False
-    )
-    assert second.returncode == 0, second.stderr
-    summary = json_lines(second.stdout)[-1]
-    assert summary["total"] == 1000
-    with Wachat(key, base_url=base_url) as wa:
-        names = [i.instance_name for i in wa.instances.list()]
-    assert len(names) == 1000
-    assert len(set(names)) == 1000
-    assert len(pngs(out_dir)) == 1000
+    done = on_terminal("instances", "list", columns=columns, environ=server_env(thread_server))
+    assert done.code == 0, done.out
+    lines = done.out.splitlines()
+    for api_name in long_names:
+        assert any(api_name in line for line in lines), done.out
+    if columns == 200:
+        assert "┃" in done.out  # a table
+        assert all(len(line) <= columns for line in lines)
 
 
-def test_sandbox_prints_where_and_which_key_then_stops_on_ctrl_c(
-    sandbox: tuple[str, str, subprocess.Popen[str]],
+def test_piped_output_is_one_record_per_line(
+    thread_server: FakeWachat, long_names: list[str]
 ) -> None:
-    base_url, key, process = sandbox
-    assert base_url.startswith("http://127.0.0.1:")
-    with Wachat(key, base_url=base_url) as wa:
-        assert wa.instances.create("from_outside").instance.instance_name == "from_outside"
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=10) == 0
+    done = wachat("instances", "list", environ=server_env(thread_server) | {"COLUMNS": "40"})
+    assert done.code == 0
+    header, *rows = done.out.splitlines()
+    assert header.split("\t")[:3] == ["api_instance_name", "instance_name", "state"]
+    assert sorted(row.split("\t")[0] for row in rows) == long_names
+    assert not set(done.out) & set("┃│━─┏└")
+    assert "\x1b" not in done.out
+
+
+# -- instances and send ---------------------------------------------------------------------
+
+
+def test_create_shows_the_api_name_qr_and_pairing_code(
+    thread_server: FakeWachat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "qr.png"
+    done = main(
+        capsys, *server_args(thread_server), "--json", "instances", "create", "cli_store",
+        "--number", "628123456789", "--qr-png", str(png),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    created = done.json()
+    name = created["api_instance_name"]
+    served = thread_server.instance(name)
+    assert created["qrcode"]["code"] == served.qr_code
+    assert created["qrcode"]["pairing_code"]
+    assert created["qrcode"]["base64"] == served.qr_data_uri
+    assert created["qr_png"] == str(png)
+    assert png.read_bytes() == served.qr_png
+
+    piped = main(capsys, *server_args(thread_server), "instances", "create", "piped")
+    assert "▀" not in piped.out  # not a terminal: no QR drawn unless asked
+    assert "pairing_code: " in piped.out
+    shown = main(capsys, *server_args(thread_server), "instances", "create", "shown", "--show-qr")
+    assert "▀" in shown.out or "▄" in shown.out
+    as_json = main(
+        capsys, *server_args(thread_server), "--json", "instances", "create", "j", "--show-qr"
+    )
+    assert as_json.json()["instance_name"] == "j"  # stdout stays one JSON document
+    assert "▀" in as_json.err or "▄" in as_json.err
+
+
+def test_create_on_a_terminal_draws_the_qr(thread_server: FakeWachat) -> None:
+    done = on_terminal("instances", "create", LONG, columns=80, environ=server_env(thread_server))
+    assert done.code == 0, done.out
+    api_name = thread_server.instance(LONG).api_name
+    assert f"Created {api_name}" in done.out
+    assert "▀" in done.out or "▄" in done.out
+    assert thread_server.instance(LONG).qr_code is not None
 
 
 def test_instance_and_send_commands(
     thread_server: FakeWachat, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = run_cli(
-        thread_server,
-        "--json",
-        "instances",
-        "create",
-        "cli_store",
-        "--number",
-        "628123456789",
-        "--qr-png",
-        str(tmp_path / "qr.png"),
-        capsys=capsys,
-    )
-    assert code == 0
-    created = json_lines(out)[0]
-    name = str(created["api_instance_name"])
-    assert (tmp_path / "qr.png").read_bytes() == thread_server.instance(name).qr_png
-    code, out = run_cli(thread_server, "instances", "create", "shown", "--show-qr", capsys=capsys)
-    assert "▀" in out or "▄" in out
-    code, out = run_cli(thread_server, "--json", "instances", "state", name, capsys=capsys)
-    assert json_lines(out)[0]["state"] == "connecting"
-    code, out = run_cli(thread_server, "--json", "instances", "list", capsys=capsys)
-    listed = json.loads(out)
-    assert [i["instance_name"] for i in listed] == ["cli_store", "shown"]
+    base = server_args(thread_server)
+    created = main(capsys, *base, "--json", "instances", "create", "shop", "--no-reject-calls")
+    name = created.json()["api_instance_name"]
+    assert thread_server.instance(name).options == {"rejectCalls": False}
+    assert main(capsys, *base, "--json", "instances", "state", name).json()["state"] == "connecting"
+    qr = main(capsys, *base, "--json", "instances", "qr", name, "--png", str(tmp_path / "q.png"))
+    assert qr.json()["qrcode"]["code"] == thread_server.instance(name).qr_code
+    assert (tmp_path / "q.png").read_bytes() == thread_server.instance(name).qr_png
+    drawn = main(capsys, *base, "instances", "qr", name, "--show")
+    assert "▀" in drawn.out or "▄" in drawn.out
+    listed = main(capsys, *base, "--json", "instances", "list").json()
+    assert [i["api_instance_name"] for i in listed] == [name]
     assert listed[0]["created_at"].endswith("+00:00")
-    code, out = run_cli(thread_server, "--json", "instances", "qr", name, capsys=capsys)
-    assert json_lines(out)[0]["code"] == thread_server.instance(name).qr_code
-    code, _ = run_cli(thread_server, "send", "text", name, "628111222333", "hi", capsys=capsys)
-    assert code == 1  # not connected yet: a typed error, one line on stderr
+
+    refused = main(capsys, *base, "send", "text", name, "628111222333", "hi")
+    assert refused.code == 1  # not connected yet
+    assert refused.err.startswith("error: BadRequestError: 400 ")
     thread_server.scan(name)
-    code, out = run_cli(
-        thread_server, "--json", "send", "text", name, "628111222333", "hi", capsys=capsys
-    )
-    assert code == 0
-    assert thread_server.sent_messages(name)[0]["body"]["message"] == "hi"
+    sent = main(capsys, *base, "send", "text", name, "628111222333", "hi")
+    assert sent.code == 0
+    message_id = thread_server.sent_messages(name)[0]["id"]
+    assert f"message_id: {message_id}\n" in sent.out
+    sent = main(capsys, *base, "--json", "send", "text", name, "628111222333", "again")
+    assert sent.json()["message_id"] == thread_server.sent_messages(name)[1]["id"]
+
+    connected = main(capsys, *base, "instances", "delete", name)
+    assert connected.code == 1
+    assert "ConflictError" in connected.err
     thread_server.logout(name)
-    code, _ = run_cli(thread_server, "instances", "delete", name, capsys=capsys)
-    assert code == 0
+    done = main(capsys, *base, "--json", "instances", "delete", name)
+    assert (done.code, done.json()) == (0, {"deleted": name})
     assert name not in thread_server.instances
 
 
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    env_key = os.environ.pop("WACHAT_API_KEY", None)
-    try:
-        assert cli.main(["instances", "list"]) == 2
-        assert "WACHAT_API_KEY" in capsys.readouterr().err
-        assert (
-            cli.main(
-                [
-                    "--api-key",
-                    "k",
-                    "provision",
-                    str(tmp_path / "missing.csv"),
-                    "--out",
-                    str(tmp_path),
-                ]
-            )
-            == 2
-        )
-        assert "no such CSV file" in capsys.readouterr().err
-    finally:
-        if env_key is not None:
-            os.environ["WACHAT_API_KEY"] = env_key
-
-
-def test_the_readme_main_job_runs_in_the_sandbox(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wachat_async",
-            "--sandbox",
-            "provision",
-            str(ROOT / "examples" / "stores.csv"),
-            "--out",
-            str(tmp_path / "qr-codes"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
+def test_create_wait_follows_new_qr_codes_until_the_scan(thread_server: FakeWachat) -> None:
+    process = spawn(
+        "--json", "instances", "create", "waiting", "--wait", environ=server_env(thread_server)
     )
-    assert done.returncode == 0, done.stderr
-    assert "Provisioning summary" in done.stdout
-    with (ROOT / "examples" / "stores.csv").open() as handle:
-        expected = {row["instance_name"] + ".png" for row in csv.DictReader(handle)}
-    assert {p.name for p in pngs(tmp_path / "qr-codes")} == expected
-    assert io.BytesIO(next(iter(pngs(tmp_path / "qr-codes"))).read_bytes()).read(8) == PNG_SIGNATURE
+    assert process.stdout is not None
+    created = json.loads(process.stdout.readline())
+    name = created["api_instance_name"]
+    thread_server.rotate_qr(name)
+    rotated = json.loads(process.stdout.readline())
+    assert rotated["event"] == "qrcode"
+    assert rotated["qrcode"]["code"] == thread_server.instance(name).qr_code
+    thread_server.scan(name)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["state"]["state"] == "open"
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
-    sandbox: tuple[str, str, subprocess.Popen[str]], tmp_path: Path
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_while_waiting_says_the_instance_exists_and_how_to_go_on(
+    as_json: bool, thread_server: FakeWachat
 ) -> None:
-    base_url, key, _ = sandbox
-    sheet = write_csv(tmp_path / "stores.csv", stores(400))
-    out_dir = tmp_path / "qr"
-    command = provision_command(
-        base_url, key, sheet, out_dir, "--concurrency", "4", "--rate", "100"
+    json_flag = ["--json"] if as_json else []
+    process = spawn(
+        *json_flag, "instances", "create", "it's [x]", "--wait", environ=server_env(thread_server)
     )
-    first = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    wait_for_pngs(out_dir, 50)
-    first.send_signal(signal.SIGINT)
-    _, stderr = first.communicate(timeout=30)
-    assert first.returncode == cli.EXIT_INTERRUPTED
-    assert "re-run the same command to resume" in stderr
-    assert "Traceback" not in stderr
-    assert 0 < len(pngs(out_dir)) < 400
-
-    second = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
-    )
-    assert second.returncode == 0, second.stderr
-    assert json_lines(second.stdout)[-1]["summary"]["skipped"] > 0  # type: ignore[index]
-    with Wachat(key, base_url=base_url) as wa:
-        names = [i.instance_name for i in wa.instances.list()]
-    assert sorted(n or "" for n in names) == [f"store_{i:04d}" for i in range(400)]
-    assert len(pngs(out_dir)) == 400
+    assert process.stdout is not None
+    first = process.stdout.readline()  # the API name is out: the create is done
+    api_name = thread_server.instance("it's [x]").api_name
+    assert api_name in (json.loads(first)["api_instance_name"] if as_json else first)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == cli.EXIT_INTERRUPTED
+    assert "Traceback" not in err
+    if as_json:
+        error = json.loads(err)["error"]
+        assert error["type"] == "Interrupted"
+        text = error["message"] + "\n".join(error["next"])
+    else:
+        text = err
+    assert f"The instance exists: {api_name}" in text
+    assert "wachat instances qr 't1_" in text
+    assert "wachat instances state 't1_" in text
+    assert "second instance" in text
+    assert "re-run" not in text
+    assert len(thread_server.instances) == 1

@@ -1,0 +1,323 @@
+"""``wachat instances``: create (and wait for the scan), list, state, qr, delete."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..client import AsyncWachat
+from ..errors import WachatError, WaitTimeoutError
+from ..models import CreatedInstance, InstanceState, Integration, QrCode
+from ..resources.instances import AsyncInstances
+from .connect import connect
+from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
+from .outcome import EXIT_OK, OperationFailed, interrupted_as
+from .output import Output, to_jsonable, value
+from .parser import Parser, Subcommands, add_command, add_seconds
+
+_API_NAME = "API instance name (t1_..._store), as create printed it"
+_WAIT_TIMEOUT: float = (
+    inspect.signature(AsyncInstances.wait_until_connected).parameters["timeout"].default
+)
+
+
+def add_commands(commands: Subcommands, common: Parser) -> None:
+    group = add_command(commands, common, "instances", "create, list, inspect, delete instances")
+    ops = group.add_subparsers(dest="operation", required=True, metavar="OPERATION")
+
+    create = add_command(ops, common, "create", "create an instance and show its QR code")
+    create.add_argument("name", help="friendly instance name (you choose it)")
+    _create_field_options(create)
+    _qr_options(create, png="--qr-png")
+    create.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the QR code is scanned, showing each new one (with --json: one "
+        "object per line, then {'event': 'connected', ...})",
+    )
+    add_seconds(create, "--wait-timeout", "give up waiting after this long", _WAIT_TIMEOUT)
+    create.set_defaults(run=run_create)
+
+    listing = add_command(ops, common, "list", "list the account's instances")
+    listing.set_defaults(run=run_list)
+
+    for name, summary, run in (
+        ("state", "an instance's connection state", run_state),
+        ("delete", "delete an instance (log it out first)", run_delete),
+    ):
+        sub = add_command(ops, common, name, summary)
+        sub.add_argument("name", help=_API_NAME)
+        sub.set_defaults(run=run)
+
+    qr = add_command(ops, common, "qr", "a fresh QR code for an instance waiting to be scanned")
+    qr.add_argument("name", help=_API_NAME)
+    _qr_options(qr, png="--png", show="--show")
+    qr.set_defaults(run=run_qr)
+
+
+_FIELD_HELP = {
+    "number": "WhatsApp number with country code (628123456789)",
+    "integration": "default: WHATSAPP-BAILEYS (QR code); WHATSAPP-BUSINESS needs the --meta-*",
+}
+
+
+def _create_field_options(create: Parser) -> None:
+    """An option per create field (``--number``, ``--reject-calls/--no-reject-calls``, ...);
+    one not given is not sent."""
+    fields = create.add_argument_group("create fields (only those given are sent)")
+    for name in CREATE_FIELDS[1:]:
+        flag = "--" + name.replace("_", "-")
+        if name in BOOLEAN_FIELDS:
+            fields.add_argument(flag, action=argparse.BooleanOptionalAction)
+        elif name == "integration":
+            choices = [i.value for i in Integration]
+            fields.add_argument(flag, choices=choices, help=_FIELD_HELP[name])
+        else:
+            fields.add_argument(flag, help=_FIELD_HELP.get(name))
+
+
+def _qr_options(parser: Parser, *, png: str, show: str | None = None) -> None:
+    parser.add_argument(png, dest="png", type=Path, metavar="PATH", help="save the QR as a PNG")
+    parser.add_argument(
+        "--show-qr",
+        *([show] if show else []),
+        dest="show_qr",
+        action="store_true",
+        help="draw the QR code even when stdout is not a terminal (on stderr with --json)",
+    )
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+async def run_create(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wa:
+        with interrupted_as(
+            "Interrupted while the create was on its way: the instance may or may not exist.",
+            [f"look for {args.name!r}: {_again(args, 'instances', 'list')}"],
+        ):
+            created = await wa.instances.create(args.name, **_given_fields(args))
+        api_name = created.instance.api_instance_name
+        what = "Interrupted while waiting for the scan." if args.wait else "Interrupted."
+        with interrupted_as(_exists(args, api_name, what), _continue(args, api_name)):
+            qrcode = await _first_qr(wa, created)
+            saved, problem = _save(qrcode, args.png)
+            _show_created(out, created, qrcode, saved)
+            if qrcode is not None and qrcode.code:
+                out.qr(qrcode.code, force=args.show_qr)
+            if problem is not None:
+                raise OperationFailed(
+                    f"{problem}. {_exists(args, api_name, '').strip()}",
+                    hints=_continue(args, api_name),
+                )
+            if not args.wait:
+                out.say("Every later command takes the API name: ", value(api_name))
+                return EXIT_OK
+            state = await _wait(wa, args, out, api_name, qrcode)
+    if out.json:
+        out.document({"event": "connected", "state": to_jsonable(state)})
+    else:
+        out.say("Connected: ", value(api_name, "bold green"))
+        out.record(_state_fields(state))
+    return EXIT_OK
+
+
+def _given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {name: getattr(args, name) for name in CREATE_FIELDS[1:]}
+    return {name: given for name, given in fields.items() if given is not None}
+
+
+def _save(qrcode: QrCode | None, png: Path | None) -> tuple[str | None, str | None]:
+    """Save the QR as a PNG where asked: the path it is in, and why it is not when it could
+    not be written (reported once the API name is out)."""
+    if png is None or qrcode is None or not qrcode.base64:
+        return None, None
+    try:
+        qrcode.save(png)
+    except (OSError, ValueError) as exc:
+        return None, f"The QR code was not saved to {png}: {exc}"
+    return str(png), None
+
+
+async def _first_qr(wa: AsyncWachat, created: CreatedInstance) -> QrCode | None:
+    """The QR the create brought, or (when it could not fetch one) a fresh one; None for
+    instances without a QR code, or when it cannot be had now (``qr_error`` says why)."""
+    if created.qrcode is not None or created.instance.integration == Integration.WHATSAPP_BUSINESS:
+        return created.qrcode
+    with contextlib.suppress(WachatError):
+        return await wa.instances.qr(created.instance.api_instance_name)
+    return None
+
+
+def _show_created(
+    out: Output, created: CreatedInstance, qrcode: QrCode | None, saved: str | None
+) -> None:
+    instance = created.instance
+    if out.json:
+        out.document(
+            {
+                "api_instance_name": instance.api_instance_name,
+                "instance_name": instance.instance_name,
+                "integration": instance.integration,
+                "number": instance.number,
+                "reconciled": created.reconciled,
+                "qrcode": qrcode,
+                "qr_error": None if qrcode is not None else created.qr_error,
+                "qr_png": saved,
+            }
+        )
+        return
+    out.say("Created ", value(instance.api_instance_name, "bold green"))
+    out.record(
+        {
+            "api_instance_name": instance.api_instance_name,
+            "instance_name": instance.instance_name,
+            "integration": instance.integration,
+            "number": instance.number,
+            "pairing_code": qrcode.pairing_code if qrcode else None,
+            "qr_png": saved,
+            "qr_error": None if qrcode is not None else created.qr_error,
+            "reconciled": "yes (its answer was lost; found by listing)"
+            if created.reconciled
+            else None,
+        }
+    )
+
+
+async def _wait(
+    wa: AsyncWachat,
+    args: argparse.Namespace,
+    out: Output,
+    api_name: str,
+    shown: QrCode | None,
+) -> InstanceState:
+    last = shown.code if shown is not None else None
+
+    def on_qr(qrcode: QrCode) -> None:
+        nonlocal last
+        if qrcode.code == last:
+            return
+        last = qrcode.code
+        if args.png is not None and qrcode.base64:
+            qrcode.save(args.png)
+        if out.json:
+            out.document({"event": "qrcode", "api_instance_name": api_name, "qrcode": qrcode})
+            return
+        out.say("A new QR code (the last one expired):", style="yellow")
+        if qrcode.code:
+            out.qr(qrcode.code, force=args.show_qr)
+        if qrcode.pairing_code:
+            out.say("pairing code: ", value(qrcode.pairing_code))
+
+    out.say("Waiting for the QR code to be scanned (WhatsApp > Linked devices); Ctrl-C to stop.")
+    try:
+        return await wa.instances.wait_until_connected(
+            api_name, timeout=args.wait_timeout, on_qr=on_qr
+        )
+    except WaitTimeoutError as exc:
+        raise OperationFailed(
+            f"{exc}. {_exists(args, api_name, '').strip()}",
+            kind=type(exc).__name__,
+            hints=_continue(args, api_name),
+        ) from None
+
+
+def _exists(args: argparse.Namespace, api_name: str, what: str) -> str:
+    if args.sandbox:
+        return (
+            f"{what} The instance {api_name} lived in this command's sandbox, which is gone "
+            "with it."
+        )
+    return f"{what} The instance exists: {api_name}"
+
+
+def _continue(args: argparse.Namespace, api_name: str) -> list[str]:
+    """How to go on with an instance that exists (none for the in-process sandbox)."""
+    if args.sandbox:
+        return []
+    return [
+        f"show its QR code again: {_again(args, 'instances', 'qr', api_name)}",
+        f"see whether it is linked: {_again(args, 'instances', 'state', api_name)}",
+        "(running create again would make a second instance)",
+    ]
+
+
+def _again(args: argparse.Namespace, *words: str) -> str:
+    """A command line to type next: the same server, never the key."""
+    where = ["--base-url", args.base_url] if args.base_url else []
+    return shlex.join(["wachat", *where, *words])
+
+
+# -- list, state, qr, delete ----------------------------------------------------------------
+
+
+async def run_list(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wa:
+        infos = await wa.instances.list()
+    if out.json:
+        out.document(infos)
+        return EXIT_OK
+    if not infos:
+        out.say("No instances.")
+        return EXIT_OK
+    columns = ["api_instance_name", "instance_name", "state", "number", "profile_name"]
+    out.table(
+        [{c: getattr(i, c) for c in [*columns, "created_at"]} for i in infos],
+        [*columns, "created_at"],
+        title="Instances",
+        whole=["api_instance_name"],
+    )
+    return EXIT_OK
+
+
+_STATE_FIELDS = ("api_instance_name", "instance_name", "state", "profile_name", "number")
+
+
+def _state_fields(state: InstanceState) -> dict[str, Any]:
+    return {field: getattr(state, field) for field in (*_STATE_FIELDS, "integration")}
+
+
+async def run_state(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wa:
+        state = await wa.instances.state(args.name)
+    if out.json:
+        out.document(state)
+    else:
+        out.record(_state_fields(state))
+    return EXIT_OK
+
+
+async def run_qr(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wa:
+        qrcode = await wa.instances.qr(args.name)
+    if args.png is not None:
+        qrcode.save(args.png)
+    saved = None if args.png is None else str(args.png)
+    if out.json:
+        out.document({"api_instance_name": args.name, "qrcode": qrcode, "qr_png": saved})
+        return EXIT_OK
+    if qrcode.code:
+        out.qr(qrcode.code, force=args.show_qr)
+    out.record(
+        {
+            "api_instance_name": args.name,
+            "pairing_code": qrcode.pairing_code,
+            "qr_count": qrcode.count,
+            "qr_png": saved,
+        }
+    )
+    return EXIT_OK
+
+
+async def run_delete(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wa:
+        await wa.instances.delete(args.name)
+    if out.json:
+        out.document({"deleted": args.name})
+    else:
+        out.say("Deleted ", value(args.name))
+    return EXIT_OK

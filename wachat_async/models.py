@@ -362,9 +362,9 @@ class ButtonsMessage:
 MessagePayload = TextMessage | MediaMessage | LocationMessage | ListMessage | ButtonsMessage
 
 
-def _create_field(check: Any, *, repr: bool = True) -> Any:
-    """An optional, keyword-only create field, checked by ``check(name, value)`` when sent."""
-    return attrs.field(default=None, kw_only=True, repr=repr, metadata={WIRE: check})
+def _checked_by(check: Any) -> dict[str, Any]:
+    """Field metadata: ``check(name, value)`` turns the field into its wire value when sent."""
+    return {WIRE: check}
 
 
 def _integration(field: str, value: Any) -> str:
@@ -381,20 +381,38 @@ class CreateSpec:
     """
 
     #: The friendly name you choose; Wachat derives the API name from it.
-    instance_name: str = attrs.field(metadata={WIRE: check.instance_name})
+    instance_name: str = attrs.field(metadata=_checked_by(check.instance_name))
     #: The WhatsApp number, digits with country code (``+``, spaces and dashes are dropped).
-    number: str | None = _create_field(check.number)
+    number: str | None = attrs.field(default=None, kw_only=True, metadata=_checked_by(check.number))
     #: ``WHATSAPP-BAILEYS`` (QR code, the default) or ``WHATSAPP-BUSINESS`` (Meta Cloud API).
-    integration: Integration | str | None = _create_field(_integration)
-    reject_calls: bool | None = _create_field(check.flag)
-    ignore_groups: bool | None = _create_field(check.flag)
-    always_online: bool | None = _create_field(check.flag)
-    read_messages: bool | None = _create_field(check.flag)
-    read_status: bool | None = _create_field(check.flag)
+    integration: Integration | str | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(_integration)
+    )
+    reject_calls: bool | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.flag)
+    )
+    ignore_groups: bool | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.flag)
+    )
+    always_online: bool | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.flag)
+    )
+    read_messages: bool | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.flag)
+    )
+    read_status: bool | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.flag)
+    )
     #: WHATSAPP-BUSINESS only, like the next two (all three are required there).
-    meta_token: str | None = _create_field(check.text, repr=False)
-    meta_business_id: str | None = _create_field(check.text)
-    meta_phone_number_id: str | None = _create_field(check.text)
+    meta_token: str | None = attrs.field(
+        default=None, kw_only=True, repr=False, metadata=_checked_by(check.text)
+    )
+    meta_business_id: str | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.text)
+    )
+    meta_phone_number_id: str | None = attrs.field(
+        default=None, kw_only=True, metadata=_checked_by(check.text)
+    )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Self:

@@ -57,6 +57,8 @@ class ProvisionResult:
     skipped: bool = False
     #: The API instance name, when known (also for skipped specs).
     api_instance_name: str | None = None
+    #: For a friendly name the input already had: the index of its first spec.
+    duplicate_of: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -165,6 +167,7 @@ class _Provisioner:
                     f"instance_name {friendly!r} appears twice in the input (first as spec "
                     f"{first}); friendly names must be unique"
                 ),
+                duplicate_of=first,
             )
         try:
             return await self._create(index, spec, friendly, body)

@@ -18,8 +18,7 @@ import aiohttp
 
 from .._config import API_KEY_ENV, BASE_URL_ENV
 from .._security import is_loopback_host
-from ..testing import CONTROL_PREFIX
-from ..testing._gate import API_PREFIX
+from ..testing import API_PREFIX, CONTROL_PREFIX
 from .outcome import CliError, OperationFailed
 
 #: The most a control answer may weigh (a delivery log can be long).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,7 +38,6 @@ SUMMARY_ROWS = 20
 STATUSES = ("created", "reconciled", "skipped", "failed")
 
 _CONCURRENCY = inspect.signature(AsyncInstances.create_many).parameters["concurrency"].default
-_FIRST_AS_SPEC = re.compile(r"\(first as spec (\d+)\)")
 
 
 def add_commands(commands: Subcommands, common: Parser) -> None:
@@ -176,7 +174,7 @@ class Provisioning:
         name = result.instance_name
         if result.error is not None or name is None:
             return ManifestRow(
-                line, name, result.api_instance_name, "failed", error=self._error(result.error)
+                line, name, result.api_instance_name, "failed", error=self._error(result)
             )
         png, note = await self._save_png(result, name, line)
         return ManifestRow(line, name, result.api_instance_name, result.status, png=png, note=note)
@@ -204,14 +202,17 @@ class Provisioning:
             return None, f"QR code not saved: {exc}"
         return file_name, None
 
-    def _error(self, error: WachatError | None) -> str:
+    def _error(self, result: ProvisionResult) -> str:
         """An error in the CSV's words: a repeated name says the line it first appeared on."""
+        error = result.error
         if error is None:
             return "no instance name"
-        text = str(error).replace("in the input", "in the CSV")
-        text = _FIRST_AS_SPEC.sub(
-            lambda m: f"(first on line {self.specs.line_of(int(m.group(1)))})", text
-        )
+        if result.duplicate_of is not None:
+            return (
+                f"instance_name {result.instance_name!r} appears twice in the CSV (first on "
+                f"line {self.specs.line_of(result.duplicate_of)}); friendly names must be unique"
+            )
+        text = str(error)
         return text if isinstance(error, InvalidRequestError) else f"{type(error).__name__}: {text}"
 
     # -- the end ------------------------------------------------------------------------------

@@ -21,11 +21,12 @@ fixtures; see ``wachat_async.testing.pytest_plugin``.
 from ._control import CONTROL_PREFIX
 from ._deliveries import Delivery
 from ._faults import Fault, FaultKind
-from ._gate import Exchange, RecordedRequest
+from ._gate import API_PREFIX, Exchange, RecordedRequest
 from ._server import FakeWachat
 from ._state import FakeInstance, FakeWebhook
 
 __all__ = [
+    "API_PREFIX",
     "CONTROL_PREFIX",
     "Delivery",
     "Exchange",

@@ -104,9 +104,12 @@ def add_seconds(
     )
 
 
-def build_parser() -> Parser:
-    from . import instances, provision, sandbox, send
+#: What a command group module offers: it adds its commands to the tree.
+AddCommands: TypeAlias = Callable[[Subcommands, Parser], None]
 
+
+def build_parser(groups: Sequence[AddCommands]) -> Parser:
+    """The whole command line: the global options and every group's commands."""
     common = global_options()
     parser = Parser(
         prog="wachat",
@@ -117,13 +120,13 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"wachat-async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (instances, send, provision, sandbox):
-        group.add_commands(commands, common)
+    for add_commands in groups:
+        add_commands(commands, common)
     return parser
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+def parse(argv: Sequence[str], groups: Sequence[AddCommands]) -> argparse.Namespace:
+    args = build_parser(groups).parse_args(argv)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)

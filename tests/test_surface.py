@@ -88,8 +88,9 @@ def test_the_blocking_twin_has_the_real_signature_and_docstring(
             params = list(expected.parameters.values())[1:]  # without self
             returns = expected.return_annotation
             if typing.get_origin(returns) in (AsyncGenerator, AsyncIterator):
-                item: Any = typing.get_args(returns)[0]
-                returns = Iterator[item]
+                returns = Iterator.__class_getitem__(  # type: ignore[attr-defined]
+                    typing.get_args(returns)[0]
+                )
             actual = inspect.signature(blocking)
             assert list(actual.parameters.values()) == params, name
             assert actual.return_annotation == returns, name

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -41,16 +42,47 @@ def _api_key(value: str | None) -> str:
 
 
 def _base_url(value: str | None) -> str:
+    if value is not None:
+        # Given explicitly, an empty or odd value is a mistake: falling back to the production
+        # API with the caller's key would be the worst reading of it.
+        check.text("base_url", value)
     url = (value or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(f"base_url must be an http(s) URL, got {url!r}")
+    parts = _url_parts("base_url", url)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidRequestError(
             "base_url must not carry a query, a fragment or credentials: the key goes in "
             "api_key, never in a URL"
         )
     return url
+
+
+def _url_parts(field: str, url: str) -> SplitResult:
+    """``url`` split, if it is a well-formed http(s) URL: a host, a valid port, no spaces or
+    control characters (which would otherwise fail only when the first request is sent, as a
+    network error)."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "not an http:// or https:// URL with a host"
+        elif any(c.isspace() or not c.isprintable() for c in url):
+            problem = "it contains spaces or control characters"
+    if problem is not None:
+        raise InvalidRequestError(f"{field} must be an http(s) URL, got {url!r} ({problem})")
+    return parts
+
+
+#: Headers the client writes per request (framing, routing, the key); a default cannot replace
+#: them.
+_RESERVED_HEADERS = frozenset(
+    {"authorization", "host", "content-length", "transfer-encoding", "connection"}
+)
+#: An HTTP field name (RFC 9110 ``token``).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -64,10 +96,22 @@ def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
             raise InvalidRequestError("default_headers names and values must be strings")
         if any(c in name + text for c in "\r\n\x00"):
             raise InvalidRequestError(f"default_headers[{name!r}] contains a line break")
+        if not _TOKEN.fullmatch(name):
+            raise InvalidRequestError(
+                f"default_headers: {name!r} is not a header name (letters, digits and "
+                "!#$%&'*+-.^_`|~ only)"
+            )
         if name.lower() == "authorization":
             raise InvalidRequestError(
                 "default_headers must not set Authorization: the client sends the api_key"
             )
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidRequestError(
+                f"default_headers must not set {name}: the client sets it for each request"
+            )
+        if any(not c.isprintable() and c != "\t" for c in text):
+            raise InvalidRequestError(f"default_headers[{name!r}] contains control characters")
+        check.encodable(f"default_headers[{name!r}]", text)
     return headers
 
 
@@ -100,9 +144,7 @@ def _policy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
-    parts = urlsplit(check.text("proxy", value))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError("proxy must be an http:// or https:// URL")
+    _url_parts("proxy", check.text("proxy", value).strip())
 
 
 @attrs.frozen

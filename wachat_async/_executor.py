@@ -172,7 +172,7 @@ class Executor:
         except APIConnectionError as error:
             failure: WachatError = error
         else:
-            if 200 <= raw.status < 300 and raw.complete:
+            if 200 <= raw.status < 300 and raw.readable:
                 try:
                     return decode(raw)
                 except Undecodable as problem:
@@ -204,11 +204,19 @@ class Executor:
         """The typed error for a non-2xx answer (or a 2xx larger than the client reads)."""
         status = raw.status
         redact = self.redact
-        if 200 <= status < 300:  # a success too large to read
-            limit = len(raw.body)
+        if 200 <= status < 300:  # a success that cannot be read: too large, or encoded oddly
+            if raw.unreadable is not None:
+                return ResponseValidationError(
+                    f"Unexpected response from Wachat: {redact(raw.unreadable)}",
+                    field=None,
+                    body=self._quote(raw),
+                    status_code=status,
+                    attempts=attempt,
+                )
+            option, limit = raw.cap or ("max_response_bytes", self.settings.max_response_bytes)
             return ResponseTooLargeError(
-                f"The answer is larger than the client reads ({limit} bytes read); raise "
-                "max_response_bytes (or max_image_bytes) if it is legitimate",
+                f"The answer is larger than {option} ({limit} bytes), so reading stopped "
+                f"there; raise {option} if such answers are legitimate",
                 limit=limit,
                 field=None,
                 body=self._quote(raw),
@@ -292,7 +300,9 @@ class Executor:
     def undecodable(self, raw: RawResponse, problem: Undecodable, attempt: int) -> WachatError:
         return ResponseValidationError(
             self.redact(problem.message),
-            field=problem.field,
+            # A path may run through member names the server chose (the QR answer is searched
+            # under any of them), so it is server text like any other.
+            field=None if problem.field is None else self.redact(problem.field),
             body=self._quote(raw),
             status_code=raw.status,
             attempts=attempt,
@@ -306,7 +316,7 @@ class Executor:
             and not content_type.startswith(_TEXTUAL)
             and not content_type.endswith("+json")
         ):
-            return f"<{len(raw.body)} bytes of {content_type}>"
+            return f"<{len(raw.body)} bytes of {self.redact(content_type)}>"
         return self.redact.snippet(
             raw.body[: _BODY_CHARS * 4].decode("utf-8", "replace"), _BODY_CHARS
         )
@@ -368,7 +378,7 @@ class _Recovery(Generic[T]):
         except APIConnectionError as error:
             failure: WachatError = error
         else:
-            if 200 <= raw.status < 300 and raw.complete:
+            if 200 <= raw.status < 300 and raw.readable:
                 try:
                     return self.decode(raw)
                 except Undecodable as problem:

@@ -11,9 +11,11 @@ failure class the retry policy needs. Nothing here retries.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import urllib.request
+import zlib
 from collections.abc import AsyncGenerator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -41,7 +43,16 @@ USER_AGENT = f"wachat-async/{__version__}"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: What is read of an answer that announces more than its cap: enough to quote in an error.
 _PREFIX_OF_OVERSIZED = 8192
+#: The most read of an error answer (3xx, 4xx, 5xx): only its start is ever quoted.
+_ERROR_BODY_BYTES = 65536
 _CHUNK = 65536
+#: How much of a network exception's text an APIConnectionError quotes.
+_DETAIL_CHARS = 400
+#: Content codings the client decodes itself (bounded, see _Inflater); anything else is
+#: reported as unreadable rather than handed to a decoder as if it were plain.
+_INFLATABLE = frozenset({"gzip", "x-gzip", "deflate"})
+#: gzip members in one body: a real answer has one; a bomb may have thousands.
+_MAX_MEMBERS = 64
 _REMEMBERED_QUERIES = 1024
 
 
@@ -71,6 +82,17 @@ class Call:
     def __repr__(self) -> str:
         return f"Call({self.operation!r}, {self.method} {self.path})"
 
+    def _key(self) -> tuple[str, str, str, str, bool]:
+        return (self.operation, self.method, self.path, self.accept, self.idempotent)
+
+    # A value: an error that carries one (OutcomeUnknownError.request) compares equal to its
+    # pickled or copied self.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Call) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_call,
@@ -97,9 +119,10 @@ def media_type(header: str) -> str:
 
 
 class RawResponse:
-    """An answer as it arrived: status, headers and (at most a cap of) the body."""
+    """An answer as it arrived: status, headers and (at most a cap of) the body, decoded from
+    its content coding."""
 
-    __slots__ = ("body", "complete", "headers", "resent", "status")
+    __slots__ = ("body", "cap", "complete", "headers", "resent", "status", "unreadable")
 
     def __init__(
         self,
@@ -109,6 +132,8 @@ class RawResponse:
         *,
         complete: bool = True,
         resent: bool = False,
+        cap: tuple[str, int] | None = None,
+        unreadable: str | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
@@ -117,6 +142,17 @@ class RawResponse:
         self.complete = complete
         #: True when aiohttp (3.10) silently resent the request after losing the first answer.
         self.resent = resent
+        #: The option and size of the cap that stopped the reading (``("max_image_bytes",
+        #: 10485760)``), when it did.
+        self.cap = cap
+        #: Why the body could not be read although it was not too large (an unknown or corrupt
+        #: content coding); None when it is fine.
+        self.unreadable = unreadable
+
+    @property
+    def readable(self) -> bool:
+        """The whole body arrived and can be decoded."""
+        return self.complete and self.unreadable is None
 
     @property
     def content_type(self) -> str:
@@ -129,6 +165,11 @@ class RawResponse:
 
 #: aiohttp before 3.11 resends idempotent requests on a dropped connection, with no switch.
 _RESENDS_SILENTLY = "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ())
+#: Whether a request can turn off a (caller's) session's decompression, so that every body is
+#: inflated by _Inflater, within the caps. Older aiohttp inflates without any bound.
+_PER_REQUEST_DECOMPRESS = (
+    "auto_decompress" in inspect.signature(aiohttp.ClientSession._request).parameters
+)
 
 
 def _connection_counter() -> aiohttp.TraceConfig:
@@ -209,6 +250,13 @@ class Transport:
             if self._owned
             else {"allow_redirects": False, "raise_for_status": False, **proxy}
         )
+        #: Bodies arrive as sent (compressed ones inflated here, bounded): our session never
+        #: decompresses; a caller's is told not to, where aiohttp lets a request say so.
+        self._inflates = self._owned or _PER_REQUEST_DECOMPRESS
+        if not self._owned and _PER_REQUEST_DECOMPRESS:
+            self._extra["auto_decompress"] = False
+        elif not self._owned and session is not None:
+            self._inflates = not getattr(session, "auto_decompress", True)
 
     @property
     def closed(self) -> bool:
@@ -297,6 +345,11 @@ class Transport:
             error = self._failed(
                 call, "Could not connect", exc, FailureClass.NOT_SENT, attempt, started
             )
+        except aiohttp.ClientHttpProxyError as exc:
+            # The proxy refused the tunnel (CONNECT) to the API: nothing reached the API.
+            error = self._failed(
+                call, "The proxy refused", exc, FailureClass.NOT_SENT, attempt, started
+            )
         except aiohttp.InvalidURL as exc:
             error = self._failed(call, "Invalid URL", exc, FailureClass.FATAL, attempt, started)
         except TimeoutError as exc:
@@ -333,23 +386,44 @@ class Transport:
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> RawResponse:
         """The body of an answer that is large, compressed, or of unannounced length: read up
-        to its cap (images have their own), counting as it arrives."""
+        to its cap (images have their own), counting as it arrives, and inflated as it arrives
+        when compressed (the inflated size counts: a small gzip can inflate to gigabytes)."""
         settings = self._settings
-        cap = (
-            settings.max_image_bytes
-            if resp.headers.get("Content-Type", "").startswith("image/")
-            else settings.max_response_bytes
-        )
+        if media_type(resp.headers.get("Content-Type", "")).startswith("image/"):
+            cap = ("max_image_bytes", settings.max_image_bytes)
+        else:
+            cap = ("max_response_bytes", settings.max_response_bytes)
+        limit = cap[1]
+        if not 200 <= resp.status < 300:
+            limit = min(limit, _ERROR_BODY_BYTES)  # an error's body is only ever quoted
+        coding = resp.headers.get("Content-Encoding", "").strip().lower()
+        inflater: _Inflater | None = None
+        unreadable: str | None = None
+        if coding in _INFLATABLE and self._inflates:
+            inflater = _Inflater(coding)
+        elif coding not in ("", "identity") and self._inflates:
+            unreadable = f"the answer is compressed as {coding!r}, which the client does not decode"
         length = resp.content_length
-        if length is not None and length > cap:
-            cap = min(cap, _PREFIX_OF_OVERSIZED)  # it said so: read only enough to quote
-            body, _ = await _read_at_most(resp, cap)
+        if inflater is None and length is not None and length > limit:
+            limit = min(limit, _PREFIX_OF_OVERSIZED)  # it said so: read only enough to quote
+            body, _ = await _read_at_most(resp, limit, None)
             complete = False
         else:
-            body, complete = await _read_at_most(resp, cap)
-        if not complete:
+            try:
+                body, complete = await _read_at_most(resp, limit, inflater)
+            except zlib.error:
+                body, complete = b"", True
+                unreadable = f"the answer's {coding} compression is corrupt"
+        if not complete or unreadable:
             resp.close()  # the rest is never read: the connection cannot be reused
-        return RawResponse(resp.status, resp.headers, body, complete=complete)
+        return RawResponse(
+            resp.status,
+            resp.headers,
+            body,
+            complete=complete,
+            cap=None if complete else cap,
+            unreadable=unreadable,
+        )
 
     def _failed(
         self,
@@ -360,12 +434,18 @@ class Transport:
         attempt: int,
         started: float,
     ) -> APIConnectionError:
-        detail = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+        # Redacted, and cut: aiohttp quotes what it could not parse (a hostile server can make
+        # that megabytes of text, or echo the key in it).
+        said = str(exc)
+        if said:
+            detail = self.redact.snippet(f"{what}: {type(exc).__name__}: {said}", _DETAIL_CHARS)
+        else:  # a bare TimeoutError says nothing its class name would add to ``what``
+            detail = what if isinstance(exc, TimeoutError) else f"{what}: {type(exc).__name__}"
         if attempt > 1:
-            detail += f" (attempt {attempt}, {time.monotonic() - started:.1f} s after the first)"
+            detail += f" ({attempt} attempts over {time.monotonic() - started:.1f} s)"
         cls = APITimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
         return cls(
-            self.redact(detail),
+            detail,
             failure=failure,
             method=call.method,
             path=call.path,
@@ -479,12 +559,45 @@ def _proxy_for(settings: Settings) -> dict[str, Any]:
     return {"proxy": proxy} if proxy else {}
 
 
-async def _read_at_most(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    """Up to ``cap`` bytes of the body, and whether that was all of it."""
+class _Inflater:
+    """Inflates a gzip or deflate body as it arrives, never producing more than asked for, so
+    a bomb is stopped at the cap instead of being inflated first and measured after."""
+
+    def __init__(self, coding: str) -> None:
+        self._gzip = coding != "deflate"
+        self._members = 1
+        self._inflate: Any = zlib.decompressobj(31) if self._gzip else None
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` (> 0) bytes inflated from ``data`` (and what it left over)."""
+        if self._inflate is None:
+            # "deflate" is meant to be zlib-wrapped; some servers send it raw.
+            self._inflate = zlib.decompressobj(15 if data[:1] and data[0] & 0x0F == 8 else -15)
+        out = self._inflate.decompress(data, limit)
+        # Concatenated gzip members are one body; each continues in a fresh inflater.
+        while self._gzip and self._inflate.eof and self._inflate.unused_data and len(out) < limit:
+            self._members += 1
+            if self._members > _MAX_MEMBERS:
+                raise zlib.error(f"more than {_MAX_MEMBERS} gzip members")
+            rest = self._inflate.unused_data
+            self._inflate = zlib.decompressobj(31)
+            out += self._inflate.decompress(rest, limit - len(out))
+        return bytes(out)
+
+
+async def _read_at_most(
+    resp: aiohttp.ClientResponse, cap: int, inflater: _Inflater | None
+) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of the body (inflated, with an inflater), and whether that was all
+    of it. What arrives on the wire is capped too: a compressed body that inflates to little
+    may still be endless."""
     chunks: list[bytes] = []
-    size = 0
+    size = wire = 0
     async for chunk in resp.content.iter_chunked(_CHUNK):
-        if size + len(chunk) > cap:
+        wire += len(chunk)
+        if inflater is not None:
+            chunk = inflater.feed(chunk, cap - size + 1)  # one more: to see it go past
+        if size + len(chunk) > cap or wire > cap:
             chunks.append(chunk[: cap - size])
             return b"".join(chunks), False
         chunks.append(chunk)

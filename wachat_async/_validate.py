@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -151,6 +151,38 @@ def non_empty(field: str, items: Iterable[Any]) -> list[Any]:
     if not result:
         raise InvalidRequestError(f"{field} must not be empty")
     return result
+
+
+#: What a JSON body may hold, as the standard library and orjson both encode it the same way.
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_value(field: str, value: Any) -> Any:
+    """``value``, if it is plain JSON that can go on the wire: mappings with string keys,
+    lists, strings that encode as UTF-8, finite numbers, booleans and None. What is wrong is
+    named by its path (``json['a'][1]``), before anything is sent."""
+    if isinstance(value, str):
+        return value if value.isascii() else encodable(field, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or Infinity: one encoder would send null, the other invalid JSON.
+        raise InvalidRequestError(f"{field} must be a finite number, got {value!r}")
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidRequestError(f"{field} keys must be strings, got {key!r}")
+            encodable(f"{field}[{key!a}] (its name)", key)
+            json_value(f"{field}[{key!r}]", item)
+        return value
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            json_value(f"{field}[{index}]", item)
+        return value
+    raise InvalidRequestError(
+        f"{field} is a {_kind(value)}, which JSON cannot carry (use dicts, lists, strings, "
+        "numbers, booleans and None)"
+    )
 
 
 def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:

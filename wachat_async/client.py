@@ -142,12 +142,13 @@ class AsyncWachat:
                 check.text("params key", k): check.text(f"params[{k!r}]", v, allow_blank=True)
                 for k, v in params.items()
             }
+        body = None if json is None else check.json_value("json", json)
         call = Call(f"request {verb} {route}", verb, route, accept=ANY)
         return await self._executor.run(
             call,
             _decode.any_body,
             params=query,
-            body=json,
+            body=body,
             timeout=timeout,
             max_retries=max_retries,
         )

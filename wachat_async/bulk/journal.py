@@ -227,10 +227,13 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            # Every page read now, not when a run meets a damaged one half-way: by then some
+            # creates would have been sent with their rows unreadable or unwritable.
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()
         except sqlite3.Error as exc:
             problem: str | None = f"{type(exc).__name__}: {exc}"
         else:
-            problem = None
+            problem = None if verdict == ("ok",) else f"integrity check: {verdict[0]}"
         if problem is not None or db is None:
             if db is not None:
                 db.close()

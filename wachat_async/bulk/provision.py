@@ -20,7 +20,7 @@ import attrs
 
 from .. import _decode
 from .._config import Settings
-from ..errors import InvalidRequestError, WachatError
+from ..errors import InvalidRequestError, JournalError, WachatError
 from ..models import CreatedInstance, CreateSpec, QrCode
 from ._pool import run_pool
 from .journal import DONE, IN_FLIGHT, UNKNOWN, Journal, error_text, outcome_state
@@ -171,6 +171,8 @@ class _Provisioner:
             )
         try:
             return await self._create(index, spec, friendly, body)
+        except JournalError:
+            raise  # not this spec's failure: without its journal the run must stop
         except WachatError as exc:
             if self.journal is not None:
                 await self.journal.record_provision(

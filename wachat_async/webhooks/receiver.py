@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .. import _validate as check
 from ..errors import InvalidRequestError, WebhookPayloadError, WebhookSignatureError
 from .events import (
     EVENT_HEADER,
@@ -84,8 +85,12 @@ class WebhookReceiver:
             raise InvalidRequestError("handler must be an async callable taking the event")
         self._secret = secret
         self._handler = handler
-        self._tolerance = tolerance
-        self._seen = _SeenDeliveries(tolerance, replay_capacity)
+        # Checked here, not at the first delivery: a NaN tolerance would accept any timestamp,
+        # and a capacity of 0 would fail every delivery.
+        self._tolerance = check.seconds("tolerance", tolerance)
+        self._seen = _SeenDeliveries(
+            self._tolerance, check.positive_int("replay_capacity", replay_capacity)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Sequence
 
+from .. import _validate as check
 from ..errors import WebhookSignatureError
 
 __all__ = ["DEFAULT_TOLERANCE", "sign", "signature_digest", "verify_signature"]
@@ -78,10 +79,13 @@ def verify_signature(
     """Check a delivery; raise :class:`WebhookSignatureError` saying which check failed.
 
     ``secret`` may be a list while you rotate secrets: any one of them may match. ``timestamp``
-    must be within ``tolerance`` seconds of ``now`` (seconds or milliseconds since the epoch).
+    must be within ``tolerance`` seconds of ``now`` (seconds or milliseconds since the epoch);
+    a ``tolerance`` that is not a finite positive number raises InvalidRequestError.
     Returns the verified digest (the same for every encoding of one signature: a replay cache
     can key on it).
     """
+    if not (type(tolerance) is float and 0 < tolerance < math.inf):  # NaN compares False
+        tolerance = check.seconds("tolerance", tolerance)  # else every timestamp would pass
     if not signature or not signature.strip():
         raise WebhookSignatureError("missing signature")
     if timestamp is None or not str(timestamp).strip():

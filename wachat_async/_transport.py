@@ -122,7 +122,16 @@ class RawResponse:
     """An answer as it arrived: status, headers and (at most a cap of) the body, decoded from
     its content coding."""
 
-    __slots__ = ("body", "cap", "complete", "headers", "resent", "status", "unreadable")
+    __slots__ = (
+        "body",
+        "cap",
+        "complete",
+        "headers",
+        "readable",
+        "resent",
+        "status",
+        "unreadable",
+    )
 
     def __init__(
         self,
@@ -148,11 +157,8 @@ class RawResponse:
         #: Why the body could not be read although it was not too large (an unknown or corrupt
         #: content coding); None when it is fine.
         self.unreadable = unreadable
-
-    @property
-    def readable(self) -> bool:
-        """The whole body arrived and can be decoded."""
-        return self.complete and self.unreadable is None
+        #: The whole body arrived and can be decoded (a plain attribute: read on every call).
+        self.readable = complete and unreadable is None
 
     @property
     def content_type(self) -> str:

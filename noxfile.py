@@ -94,6 +94,10 @@ def typecheck(session: nox.Session) -> None:
         "types-requests",
     )
     session.run("mypy")
+    # Every Python block of the README, as a reader would paste it.
+    blocks = session.create_tmp()
+    session.run("python", "-m", "tests.docs", blocks, silent=True)
+    session.run("mypy", "--strict", blocks)
 
 
 @nox.session(python=PYTHONS[0])

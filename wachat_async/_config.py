@@ -115,27 +115,6 @@ def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return headers
 
 
-def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.seconds(attribute.name, value)
-
-
-def _seconds_or_zero(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.seconds(attribute.name, value, allow_zero=True)
-
-
-def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.positive_int(attribute.name, value)
-
-
-def _flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.flag(attribute.name, value)
-
-
-def _retries(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        check.non_negative_int(attribute.name, value)
-
-
 def _policy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, RetryPolicy):
         raise InvalidRequestError(f"retry_policy must be a RetryPolicy, got {value!r}")
@@ -156,23 +135,37 @@ class Settings:
     #: Falls back to ``$WACHAT_BASE_URL``, then Wachat's own.
     base_url: str = attrs.field(default=None, converter=_base_url, kw_only=True)
     #: Seconds for one attempt, connect to last byte.
-    timeout: float = attrs.field(default=30.0, validator=_seconds, kw_only=True)
+    timeout: float = attrs.field(
+        default=30.0, validator=check.attribute(check.seconds), kw_only=True
+    )
     #: Retries after the first attempt; None keeps the retry policy's (2).
-    max_retries: int | None = attrs.field(default=None, validator=_retries, kw_only=True)
+    max_retries: int | None = attrs.field(
+        default=None, validator=check.attribute(check.non_negative_int, optional=True), kw_only=True
+    )
     #: Backoff, time budget and ``Retry-After`` cap; None for the defaults.
     retry_policy: RetryPolicy | None = attrs.field(default=None, validator=_policy, kw_only=True)
     #: Reconcile an ambiguous create through ``GET /instance/list`` instead of giving up.
-    reconcile: bool = attrs.field(default=True, validator=_flag, kw_only=True)
+    reconcile: bool = attrs.field(default=True, validator=check.attribute(check.flag), kw_only=True)
     #: Seconds to wait before concluding that an ambiguous create did not happen.
-    settle_delay: float = attrs.field(default=3.0, validator=_seconds_or_zero, kw_only=True)
+    settle_delay: float = attrs.field(
+        default=3.0, validator=check.attribute(check.seconds_or_zero), kw_only=True
+    )
     #: Seconds to get a new connection; a slow connect is "not sent" and always retried.
-    connect_timeout: float = attrs.field(default=10.0, validator=_seconds, kw_only=True)
+    connect_timeout: float = attrs.field(
+        default=10.0, validator=check.attribute(check.seconds), kw_only=True
+    )
     #: Connections kept open per client.
-    pool_limit: int = attrs.field(default=100, validator=_positive_int, kw_only=True)
+    pool_limit: int = attrs.field(
+        default=100, validator=check.attribute(check.positive_int), kw_only=True
+    )
     #: The most a JSON answer may weigh; reading stops there.
-    max_response_bytes: int = attrs.field(default=16 * MiB, validator=_positive_int, kw_only=True)
+    max_response_bytes: int = attrs.field(
+        default=16 * MiB, validator=check.attribute(check.positive_int), kw_only=True
+    )
     #: The most an image (QR code, profile picture) may weigh; reading stops there.
-    max_image_bytes: int = attrs.field(default=10 * MiB, validator=_positive_int, kw_only=True)
+    max_image_bytes: int = attrs.field(
+        default=10 * MiB, validator=check.attribute(check.positive_int), kw_only=True
+    )
     #: Headers sent with every request (not ``Authorization``).
     default_headers: Mapping[str, str] = attrs.field(
         default=None, converter=_headers, kw_only=True, eq=False, repr=False
@@ -180,9 +173,11 @@ class Settings:
     #: An http(s) proxy for every request; None uses ``HTTPS_PROXY``/``NO_PROXY`` if set.
     proxy: str | None = attrs.field(default=None, validator=_proxy, kw_only=True, repr=False)
     #: Read proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``) when ``proxy`` is None.
-    trust_env: bool = attrs.field(default=True, validator=_flag, kw_only=True)
+    trust_env: bool = attrs.field(default=True, validator=check.attribute(check.flag), kw_only=True)
     #: Allow plain ``http://`` to a host that is not loopback (the key then travels in clear).
-    allow_insecure_http: bool = attrs.field(default=False, validator=_flag, kw_only=True)
+    allow_insecure_http: bool = attrs.field(
+        default=False, validator=check.attribute(check.flag), kw_only=True
+    )
 
     def __attrs_post_init__(self) -> None:
         parts = urlsplit(self.base_url)

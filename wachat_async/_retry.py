@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import tenacity
@@ -35,27 +35,19 @@ logger = logging.getLogger("wachat_async")
 T = TypeVar("T")
 
 
-def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.seconds(attribute.name, value)
-
-
-def _retries(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.non_negative_int(attribute.name, value)
-
-
 @attrs.frozen
 class RetryPolicy:
     """How a client retries. Frozen; derive variants with :func:`attrs.evolve`."""
 
     #: Retries after the first attempt.
-    max_retries: int = attrs.field(default=2, validator=_retries)
+    max_retries: int = attrs.field(default=2, validator=check.attribute(check.non_negative_int))
     #: First backoff ceiling in seconds; doubles per retry (full jitter picks in [0, ceiling]).
-    initial_backoff: float = attrs.field(default=0.5, validator=_seconds)
-    max_backoff: float = attrs.field(default=8.0, validator=_seconds)
+    initial_backoff: float = attrs.field(default=0.5, validator=check.attribute(check.seconds))
+    max_backoff: float = attrs.field(default=8.0, validator=check.attribute(check.seconds))
     #: No retry is started that would end after this many seconds since the call began.
-    total_budget: float = attrs.field(default=120.0, validator=_seconds)
+    total_budget: float = attrs.field(default=120.0, validator=check.attribute(check.seconds))
     #: The longest ``Retry-After`` honoured; a server asking for more fails the call at once.
-    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, validator=check.attribute(check.seconds))
 
     def backoff(self, retry_number: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry_number`` (1-based)."""

@@ -114,6 +114,22 @@ def seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def seconds_or_zero(field: str, value: Any) -> float:
+    return seconds(field, value, allow_zero=True)
+
+
+def attribute(
+    check: Callable[[str, Any], object], *, optional: bool = False
+) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator: ``check`` under the attribute's name (None passes when optional)."""
+
+    def validate(instance: Any, field: Any, value: Any) -> None:
+        if not (optional and value is None):
+            check(field.name, value)
+
+    return validate
+
+
 def coordinate(field: str, value: Any, limit: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise InvalidRequestError(f"{field} must be a number, got {value!r}")

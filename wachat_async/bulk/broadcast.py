@@ -74,28 +74,6 @@ READ_AHEAD = 10_000
 _THROTTLED_TRIES = 5
 
 
-def _seconds_or_zero(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.seconds(attribute.name, value, allow_zero=True)
-
-
-def _optional_count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        check.positive_int(attribute.name, value)
-
-
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.positive_int(attribute.name, value)
-
-
-def _count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check.non_negative_int(attribute.name, value)
-
-
-def _optional_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        check.seconds(attribute.name, value)
-
-
 @attrs.frozen(kw_only=True)
 class Pace:
     """How fast one instance (one WhatsApp number) sends. Bursts get numbers restricted or
@@ -109,17 +87,23 @@ class Pace:
     """
 
     #: Seconds at least between two messages of one instance.
-    interval: float = attrs.field(default=5.0, validator=_seconds_or_zero)
+    interval: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
     #: Up to this many seconds more, at random, each time.
-    jitter: float = attrs.field(default=5.0, validator=_seconds_or_zero)
+    jitter: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
     #: Messages of one instance in flight at once.
-    per_instance: int = attrs.field(default=1, validator=_positive)
-    hourly: int | None = attrs.field(default=None, validator=_optional_count)
-    daily: int | None = attrs.field(default=None, validator=_optional_count)
+    per_instance: int = attrs.field(default=1, validator=check.attribute(check.positive_int))
+    hourly: int | None = attrs.field(
+        default=None, validator=check.attribute(check.positive_int, optional=True)
+    )
+    daily: int | None = attrs.field(
+        default=None, validator=check.attribute(check.positive_int, optional=True)
+    )
     #: How many first messages of each instance are spaced more widely.
-    warmup_messages: int = attrs.field(default=0, validator=_count)
+    warmup_messages: int = attrs.field(default=0, validator=check.attribute(check.non_negative_int))
     #: The spacing of the first of those (then linearly down to ``interval``); default 3x.
-    warmup_interval: float | None = attrs.field(default=None, validator=_optional_seconds)
+    warmup_interval: float | None = attrs.field(
+        default=None, validator=check.attribute(check.seconds, optional=True)
+    )
     #: Seeds the jitter, for repeatable runs.
     seed: int | None = None
 

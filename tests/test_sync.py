@@ -127,7 +127,7 @@ def test_ctrl_c_cancels_the_request_and_reraises(thread_server: FakeWachat) -> N
         started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             wa.instances.list()
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 4.5  # well before the slow answer would come
         loop = sync._loop_thread().loop
 
         async def pending() -> int:
@@ -138,12 +138,12 @@ def test_ctrl_c_cancels_the_request_and_reraises(thread_server: FakeWachat) -> N
 
 
 def test_timeout_cancels_the_request(thread_server: FakeWachat) -> None:
-    thread_server.inject(Fault.slow(2), path="/instance/list")
+    thread_server.inject(Fault.slow(10), path="/instance/list")
     with client(thread_server, max_retries=0) as wa:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             wa.instances.list(timeout=0.2)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 8  # the timeout, not the slow answer
 
 
 def test_garbage_collection_closes_the_session(thread_server: FakeWachat) -> None:
@@ -189,11 +189,17 @@ def run_script(body: str, server: FakeWachat, *flags: str) -> subprocess.Complet
 
 
 def test_exit_without_close_is_quick_and_silent(thread_server: FakeWachat) -> None:
-    started = time.monotonic()
+    # Exit handlers run last-registered first: the one registered before Wachat was imported
+    # runs after Wachat's, so the two stamps bracket Wachat's closing alone (however long the
+    # interpreter took to start or a loaded machine takes to schedule it).
     done = run_script(
         """
+        import atexit
+        atexit.register(lambda: print("after", time.monotonic(), flush=True))
+        from wachat_async import sync  # registers its exit handler now
         wa = Wachat(KEY, base_url=BASE)
         wa.instances.create("forgotten")
+        atexit.register(lambda: print("before", time.monotonic(), flush=True))
         print("created")
     """,
         thread_server,
@@ -202,11 +208,12 @@ def test_exit_without_close_is_quick_and_silent(thread_server: FakeWachat) -> No
         "-X",
         "dev",
     )
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "created"
+    lines = dict(line.split(" ", 1) for line in done.stdout.split("\n")[1:] if " " in line)
+    assert done.stdout.startswith("created\n")
     assert done.stderr == ""
-    assert elapsed < 2.0
+    # Closing the session, not the 2 s cleanup timeout nor a thread holding the exit.
+    assert float(lines["after"]) - float(lines["before"]) < 1.5
     assert thread_server.count_instances("forgotten") == 1
 
 

@@ -1,8 +1,8 @@
 """The cattrs converter, both ways, and the body decoders.
 
 Into models (JSON camelCase -> snake_case attrs classes), strict where it must be: cattrs
-coerces by default (``None`` -> ``"None"``, ``"false"`` -> True), so every primitive gets a hook
-that checks the JSON type instead. Tolerant where it should be: unknown keys are ignored,
+coerces by default (``None`` -> ``"None"``, ``"false"`` -> True), so every primitive is checked
+for its JSON type instead (inline, in the code generated per model: see ``register_models``). Tolerant where it should be: unknown keys are ignored,
 unknown enum values survive (:class:`~wachat_async.models.OpenEnum`), ``null`` is accepted
 wherever a field is optional. A body that does not fit raises :class:`Undecodable` naming the
 JSON field; the executor turns it into a ResponseValidationError with the (redacted) body.
@@ -384,7 +384,6 @@ def build_converter() -> cattrs.Converter:
 converter = build_converter()
 _create_wire = _wire_body(converter, CreateSpec)
 _META = ("meta_token", "meta_business_id", "meta_phone_number_id")
-_BUSINESS = Integration.WHATSAPP_BUSINESS.value
 
 
 def create_body(spec: CreateSpec) -> dict[str, Any]:
@@ -392,7 +391,7 @@ def create_body(spec: CreateSpec) -> dict[str, Any]:
     if not isinstance(spec, CreateSpec):
         raise InvalidRequestError(f"expected a CreateSpec, got {type(spec).__name__}")
     body = _create_wire(spec)
-    if body.get("integration") == _BUSINESS:
+    if body.get("integration") == Integration.WHATSAPP_BUSINESS:  # a str enum: plain == works
         missing = [name for name in _META if getattr(spec, name) is None]
         if missing:
             raise InvalidRequestError(

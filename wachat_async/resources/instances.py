@@ -47,7 +47,6 @@ from ..models import (
 
 QrCallback = Callable[[QrCode], Awaitable[None] | None]
 
-_BUSINESS = Integration.WHATSAPP_BUSINESS.value
 _CREATE_QR_IMAGE = Call("instances.create_qr_image", "POST", "/instance/create", accept=PNG)
 _AS_IMAGE = {"response": "image"}
 _QR = Call("instances.qr", "GET", "/instance/qr")
@@ -171,7 +170,7 @@ class AsyncInstances:
         Same fields and guarantees as :meth:`create`; WHATSAPP-BUSINESS instances have no QR.
         """
         body = _decode.create_body(args)
-        if body.get("integration") == _BUSINESS:
+        if body.get("integration") == Integration.WHATSAPP_BUSINESS:
             raise InvalidRequestError("WHATSAPP-BUSINESS instances have no QR code; use create()")
         return self._creator.create_qr_image(
             body, timeout=args.timeout, max_retries=args.max_retries

@@ -4,8 +4,9 @@ Into models (JSON camelCase -> snake_case attrs classes), strict where it must b
 coerces by default (``None`` -> ``"None"``, ``"false"`` -> True), so every primitive is checked
 for its JSON type instead (inline, in the code generated per model: see ``register_models``).
 Tolerant where it should be: unknown keys are ignored, unknown enum values survive
-(:class:`~wachat_async.models.OpenEnum`), ``null`` is accepted wherever a field is optional. A body that does not fit raises :class:`Undecodable` naming the
-JSON field; the executor turns it into a ResponseValidationError with the (redacted) body.
+(:class:`~wachat_async.models.OpenEnum`), ``null`` is accepted wherever a field is optional.
+A body that does not fit raises :class:`Undecodable` naming the JSON field; the executor turns
+it into a ResponseValidationError with the (redacted) body.
 
 Out of request specs: :func:`create_body` turns a :class:`~wachat_async.models.CreateSpec` into
 the wire body, each field checked by the check in its metadata, under its Python name.

@@ -4,6 +4,7 @@ only, and leaves nothing in flight in the journal."""
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -233,7 +234,7 @@ async def test_one_unencodable_spec_fails_alone_and_leaves_no_row_in_flight(
         assert isinstance(result.error, InvalidRequestError)
         assert "cannot be sent" in str(result.error)
     assert fake.stats["requests POST /instance/create"] == 2
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
         states = dict(db.execute("SELECT instance_name, state FROM provision").fetchall())
     assert "in_flight" not in states.values()
     assert states == {"shop_a": "done", "shop_e": "done"}

@@ -5,6 +5,7 @@ exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import signal
@@ -290,7 +291,7 @@ def test_a_run_killed_mid_way_then_run_again_creates_each_name_once(
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-        with sqlite3.connect(journal) as db:
+        with contextlib.closing(sqlite3.connect(journal)) as db:
             states = dict(db.execute("SELECT instance_name, state FROM provision").fetchall())
         assert "in_flight" in states.values()  # on disk before the request went
 
@@ -302,7 +303,7 @@ def test_a_run_killed_mid_way_then_run_again_creates_each_name_once(
         assert {r.status for r in results} <= {"skipped", "reconciled", "created"}
         for i in range(count):
             assert fake.count_instances(f"shop_{i:02d}") == 1, f"shop_{i:02d}"
-        with sqlite3.connect(journal) as db:
+        with contextlib.closing(sqlite3.connect(journal)) as db:
             states = dict(db.execute("SELECT instance_name, state FROM provision").fetchall())
         assert set(states.values()) == {"done"}
         assert len(states) == count

@@ -6,6 +6,9 @@ One line per CSV row, in line order: ``line, instance_name, api_instance_name, s
 folder. A text cell that a spreadsheet would take for a formula (it starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return) is prefixed with ``'``. The file is UTF-8 with a
 byte-order mark (so spreadsheets read it as UTF-8) and is replaced whole, atomically.
+
+A broadcast's results file is written the same way, a row at a time as the run goes
+(:class:`SpreadsheetLog`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
+from attrs import AttrsInstance
 
 MANIFEST_NAME = "manifest.csv"
+#: UTF-8 with a byte-order mark: spreadsheets then read the file as UTF-8.
+ENCODING = "utf-8-sig"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -43,19 +49,40 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
+def spreadsheet_cells(values: Iterable[object]) -> list[object]:
+    """A row's values as cells no spreadsheet evaluates (None as an empty cell)."""
+    return [spreadsheet_safe(v) if isinstance(v, str) else ("" if v is None else v) for v in values]
+
+
 def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
     """Write the manifest at ``path`` (replacing it), rows sorted by line."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
+        with os.fdopen(fd, "w", encoding=ENCODING, newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)
             for row in sorted(rows, key=lambda r: r.line):
-                writer.writerow(
-                    spreadsheet_safe(v) if isinstance(v, str) else ("" if v is None else v)
-                    for v in attrs.astuple(row)
-                )
+                writer.writerow(spreadsheet_cells(attrs.astuple(row)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class SpreadsheetLog:
+    """A CSV written a row at a time as things happen, each line on disk once written (a run
+    that stops leaves what it finished), safe to open in a spreadsheet like the manifest."""
+
+    def __init__(self, path: Path, row_type: type[AttrsInstance]) -> None:
+        self.path = path
+        # Line-buffered: every row reaches the file as it is written.
+        self._handle = path.open("w", encoding=ENCODING, newline="", buffering=1)
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(f.name for f in attrs.fields(row_type))
+
+    def write(self, row: AttrsInstance) -> None:
+        """One row (of the class given): its fields in order, as the header names them."""
+        self._writer.writerow(spreadsheet_cells(attrs.astuple(row)))
+
+    def close(self) -> None:
+        self._handle.close()

@@ -2,7 +2,8 @@
 
 - **rich**: stdout is a terminal. Tables whose identifier columns (API instance names) are
   never cut: when a table cannot show them whole at the terminal's width, the records are
-  shown one ``key: value`` per line instead. QR codes drawn, a progress bar.
+  shown one ``key: value`` per line instead. QR codes drawn, a progress bar (with a bar per
+  part below it: a broadcast's instances).
 - **plain**: stdout is a pipe or a file. No box drawing, no colour, no truncation: a table is
   a tab-separated header line and one record per line; a record is ``key: value`` lines.
 - **json** (``--json``): one JSON document, or one JSON object per line for a stream; errors
@@ -21,14 +22,22 @@ import enum
 import json
 import re
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
 import attrs
 from rich.cells import cell_len
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -114,6 +123,61 @@ def _console(stream: TextIO) -> Console:
     return Console(
         file=stream, markup=False, emoji=False, highlight=False, soft_wrap=True, safe_box=True
     )
+
+
+def duration(seconds: float) -> str:
+    """A span of time for a person: ``45s``, ``3m 20s``, ``2h 05m``, ``3d 04h`` (``<1s``)."""
+    if 0 < seconds < 0.5:
+        return "<1s"
+    days, rest = divmod(round(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+class _Board(Progress):
+    """Rich's progress bar, and under it lines of text: a status, then a line per part. Text
+    there wraps at the terminal's width instead of being cut, so a part's name stays whole."""
+
+    def __init__(self, *columns: ProgressColumn, parts: Mapping[str, int], **options: Any) -> None:
+        self.status = ""
+        #: Each part's name as shown, done, total and note (read by rich's refresh thread).
+        self.parts = {name: (literal(name), 0, total, "") for name, total in parts.items()}
+        super().__init__(*columns, **options)  # which renders once already
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        yield from super().get_renderables()
+        if self.status:
+            yield Text(self.status, no_wrap=False, overflow="fold")
+        for shown, done, total, note in list(self.parts.values()):
+            line = Text.assemble((shown, "bold"), f"  {done}/{total}", f"  {note}" if note else "")
+            line.no_wrap, line.overflow = False, "fold"  # the consoles soft-wrap: wrap here
+            yield line
+
+
+class Bars:
+    """A progress display's handle (:meth:`Output.progress`): ``bars(done, status)`` moves the
+    bar and sets the status under it, ``bars.part(name, done, note)`` one part's line. Without
+    a display (not a terminal) both do nothing."""
+
+    def __init__(self, board: _Board | None = None, task: TaskID | None = None) -> None:
+        self._board = board
+        self._task = task
+
+    def __call__(self, done: int, status: str) -> None:
+        if self._board is not None and self._task is not None:
+            self._board.status = literal(status)
+            self._board.update(self._task, completed=done)
+
+    def part(self, name: str, done: int, note: str = "") -> None:
+        board = self._board
+        if board is not None and name in board.parts:
+            shown, _, total, _ = board.parts[name]
+            board.parts[name] = (shown, done, total, literal(note))
 
 
 class Output:
@@ -233,23 +297,26 @@ class Output:
         stream.flush()
 
     @contextlib.contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Callable[[int, str], None]]:
-        """A progress bar on a terminal; ``update(done, status)`` does nothing elsewhere."""
+    def progress(
+        self, label: str, total: int, parts: Mapping[str, int] | None = None
+    ) -> Iterator[Bars]:
+        """A progress bar on a terminal, a status under it, and a line for each of ``parts``
+        (name: total); the :class:`Bars` do nothing elsewhere."""
         if not self.interactive:
-            yield lambda done, status: None
+            yield Bars()
             return
-        bar = Progress(
-            TextColumn(label, style="bold"),
+        board = _Board(
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
+            parts=parts or {},
             console=self.console,
             transient=True,
         )
-        task = bar.add_task(label, total=total, status="")
-        with bar:
-            yield lambda done, status: bar.update(task, completed=done, status=status)
+        task = board.add_task(label, total=total)
+        with board:
+            yield Bars(board, task)
 
     # -- failures -----------------------------------------------------------------------------
 

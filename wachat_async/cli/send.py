@@ -1,9 +1,8 @@
 """``wachat send``: send messages from a connected instance.
 
-Each kind of sending is one sub-command, added in :func:`add_commands`. ``send broadcast``
-(many opted-in recipients, paced, journaled; ``wachat_async.bulk``) belongs here as the next
-one: give it a module of its own (``cli/broadcast.py`` with ``add_command(kinds, common)``,
-the way ``provision`` sits beside ``instances``) and add it to ``_KINDS``.
+Each kind of sending is one sub-command, added in :func:`add_commands`: ``send text`` here,
+``send broadcast`` (many opted-in recipients from a CSV, paced, journaled) in a module of its
+own, :mod:`.broadcast`, the way ``provision`` sits beside ``instances``.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from . import broadcast
 from .connect import connect
 from .outcome import EXIT_OK, interrupted_as
 from .output import Output, value
@@ -26,7 +26,7 @@ def add_text(kinds: Subcommands, common: Parser) -> None:
 
 
 #: The kinds of ``wachat send``, each adding its sub-command.
-_KINDS: tuple[Callable[[Subcommands, Parser], None], ...] = (add_text,)
+_KINDS: tuple[Callable[[Subcommands, Parser], None], ...] = (add_text, broadcast.add_command)
 
 
 def add_commands(commands: Subcommands, common: Parser) -> None:

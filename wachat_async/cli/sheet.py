@@ -4,13 +4,17 @@ keeps the line it starts on.
 The columns, and which of them are booleans, are the create fields (:mod:`.fields`). The whole
 file is read once before anything is sent (:meth:`Sheet.open`: it exists, is UTF-8, names an
 ``instance_name`` column), then again lazily while provisioning (:meth:`Sheet.specs`).
+
+Reading a CSV (:func:`read_header`, :func:`data_records`) serves a broadcast's recipients too
+(:mod:`.recipients`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import typing
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +52,9 @@ class Sheet:
     @classmethod
     def open(cls, path: Path) -> Sheet:
         """Read the whole file once: a :class:`CliError` when it cannot be provisioned from."""
-        records = _records(path)
-        first = next(records, None)
-        if first is None:
-            raise CliError(
-                f"{path} is empty: its first line must name the columns, instance_name among them"
-            )
-        header = tuple(name.strip() for name in first[1])
-        repeated = sorted({name for name in header if header.count(name) > 1})
-        if repeated:
-            raise CliError(f"{path}: the header names {', '.join(repeated)} more than once")
-        if "instance_name" not in header:
-            raise CliError(
-                f"{path} has no instance_name column (its header: {', '.join(header)}); "
-                f"the columns are {', '.join(CREATE_FIELDS)}"
-            )
-        return cls(path, header, sum(1 for _ in records))
+        header = read_header(path, required="instance_name", columns=", ".join(CREATE_FIELDS))
+        with contextlib.closing(data_records(path)) as records:
+            return cls(path, header, sum(1 for _ in records))
 
     def specs(self) -> SheetSpecs:
         return SheetSpecs(self)
@@ -86,10 +77,8 @@ class SheetSpecs:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.started = True
-        records = _records(self._sheet.path)
-        next(records)  # the header
         header = self._sheet.header
-        for line, cells in records:
+        for line, cells in data_records(self._sheet.path):
             spec = _spec(header, cells, line)
             if isinstance(spec, BadRow):
                 self._bad.append(spec)
@@ -111,12 +100,9 @@ def _spec(header: tuple[str, ...], cells: list[str], line: int) -> dict[str, Any
     spec: dict[str, Any] = {}
     name = dict(zip(header, cells, strict=False)).get("instance_name")
     name = name.strip() if name is not None else None
-    if any(text.strip() for text in cells[len(header) :]):
-        return BadRow(
-            line,
-            name,
-            f"the row has {len(cells)} cells, the header names {len(header)} columns",
-        )
+    too_many = too_many_cells(header, cells)
+    if too_many is not None:
+        return BadRow(line, name, too_many)
     for column, raw in zip(header, cells, strict=False):
         text = raw.strip()
         if column not in CREATE_FIELDS or not text:
@@ -134,7 +120,44 @@ def _spec(header: tuple[str, ...], cells: list[str], line: int) -> dict[str, Any
     return spec
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+def read_header(path: Path, *, required: str, columns: str) -> tuple[str, ...]:
+    """The column names of the CSV at ``path`` (surrounding spaces dropped): a
+    :class:`CliError` when it is empty, names a column twice or lacks the ``required`` one
+    (``columns`` says which there are)."""
+    with contextlib.closing(_records(path)) as records:
+        first = next(records, None)
+    if first is None:
+        raise CliError(
+            f"{path} is empty: its first line must name the columns, {required} among them"
+        )
+    header = tuple(name.strip() for name in first[1])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise CliError(f"{path}: the header names {', '.join(repeated)} more than once")
+    if required not in header:
+        raise CliError(
+            f"{path} has no {required} column (its header: {', '.join(header)}); "
+            f"the columns are {columns}"
+        )
+    return header
+
+
+def data_records(path: Path) -> Generator[tuple[int, list[str]], None, None]:
+    """``(line where it starts, cells)`` for each record after the header (see
+    :func:`_records`)."""
+    records = _records(path)
+    next(records, None)  # the header
+    yield from records
+
+
+def too_many_cells(header: tuple[str, ...], cells: list[str]) -> str | None:
+    """What is wrong with a row that has text in cells past the header, if it has."""
+    if any(text.strip() for text in cells[len(header) :]):
+        return f"the row has {len(cells)} cells, the header names {len(header)} columns"
+    return None
+
+
+def _records(path: Path) -> Generator[tuple[int, list[str]], None, None]:
     """``(line where it starts, cells)`` for each record, the header first; blank rows (no
     cells, or only empty ones) are left out. Undecodable text is a :class:`CliError` naming
     the line."""

@@ -1,0 +1,701 @@
+"""``wachat send broadcast RECIPIENTS.csv --campaign NAME --text "Hi {name}"``: one message to
+each row's number through ``messages.send_many``, paced per instance, journaled, never sent
+twice; a progress bar with an ETA from the pace, a results file, and a summary.
+
+The CSV (:mod:`.recipients`) is read first without a client, as a :class:`Plan`: how many
+messages each instance sends, and so how long the pace makes it take. ``--dry-run`` shows that
+plan (the first messages, the rows that would not be sent) and stops. The run then reads it
+again, lazily; each row gets a line in the results file (``line, instance, recipient, status,
+message_id, error``) as it finishes.
+
+With a journal (by default ``./.wachat-journal.sqlite``, the store provisioning uses; none with
+``--sandbox``) a re-run of the same command skips what was sent and reports what may have been
+(a message in flight when a run stopped) as unknown instead of resending it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .. import _validate as check
+from ..bulk import BroadcastProgress, BroadcastResult, BroadcastStatus, Pace, SendSpec
+from ..client import AsyncWachat
+from ..errors import InvalidRequestError
+from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
+from .connect import connect
+from .manifest import SpreadsheetLog
+from .outcome import EXIT_FAILED, EXIT_OK, CliError, Interrupted, interrupted_as
+from .output import Bars, Output, duration, to_jsonable, value
+from .parser import Parser, Subcommands
+from .parser import add_command as new_command
+from .pngnames import png_name
+from .provision import JOURNAL_NAME, SUMMARY_ROWS, line_ranges
+from .recipients import (
+    COLUMNS,
+    INSTANCE,
+    Recipients,
+    RowProblem,
+    SpecStream,
+    Template,
+    checked,
+    read_opt_out,
+)
+
+#: Messages the dry run shows.
+PREVIEW = 3
+#: Without a terminal (a log file), a progress line at most this often, in seconds.
+PLAIN_EVERY = 60.0
+#: The plan lets Ctrl-C in after this many rows.
+_YIELD_EVERY = 1000
+
+S = BroadcastStatus
+#: The statuses a row may end with, in the order the counts are shown.
+STATUSES = tuple(s.value for s in S)
+#: Statuses of rows that never reach an instance's queue.
+_NOT_QUEUED = frozenset({S.INVALID.value, S.OPTED_OUT.value})
+#: Statuses of rows that need nothing more: sent (now or before), or deliberately not.
+_SETTLED = (S.SENT.value, S.SKIPPED.value, S.OPTED_OUT.value)
+#: Statuses of messages that went to an instance and were not sent.
+_NOT_SENT = (S.UNKNOWN.value, S.FAILED.value, S.PAUSED.value)
+#: What the library adds to an unknown message's error, in its own parameter's words.
+_LIBRARY_RESEND = "; not resent (resend_unknown=True would)"
+
+_PACE = attrs.fields(Pace)
+_seconds = functools.partial(check.seconds, allow_zero=True)
+#: The pace options: flag, Pace field, metavar, what it sets, the check of its value.
+_PACE_OPTIONS: tuple[tuple[str, attrs.Attribute[Any], str, str, Callable[..., Any]], ...] = (
+    ("--pace", _PACE.interval, "SECONDS", "seconds at least between two messages", _seconds),
+    ("--jitter", _PACE.jitter, "SECONDS", "up to this many seconds more, at random", _seconds),
+    ("--per-hour", _PACE.hourly, "N", "at most N messages in any hour", check.positive_int),
+    ("--per-day", _PACE.daily, "N", "at most N messages in any day", check.positive_int),
+    (
+        "--warmup",
+        _PACE.warmup_messages,
+        "N",
+        "space the first N messages more widely (a new number)",
+        check.non_negative_int,
+    ),
+)
+
+
+def add_command(kinds: Subcommands, common: Parser) -> None:
+    broadcast = new_command(
+        kinds,
+        common,
+        "broadcast",
+        "send one message to each number of a CSV, paced per instance, resumable",
+        description="Send one message to each row of RECIPIENTS.csv: --text with its "
+        "{placeholders} filled from the row's columns. Each instance sends at its own pace; "
+        "a journal makes a re-run of the same command skip what was sent. Every row gets a "
+        "line in the results file. Exit status 0 only if every row was sent (now or by an "
+        "earlier run) or is opted out.",
+    )
+    broadcast.add_argument(
+        "csv",
+        type=Path,
+        metavar="RECIPIENTS.csv",
+        help=f"UTF-8 CSV; columns: {COLUMNS} (every column fills the {{placeholder}} of its name)",
+    )
+    broadcast.add_argument(
+        "--campaign",
+        required=True,
+        metavar="NAME",
+        help="one message per number and instance in a campaign; re-running it resumes",
+    )
+    broadcast.add_argument(
+        "--instance",
+        metavar="API_NAME",
+        help=f"the instance to send from, for rows without an {INSTANCE} cell",
+    )
+    message = broadcast.add_argument_group("the message")
+    message.add_argument(
+        "--text",
+        required=True,
+        help="the text (the caption, with --media-url): {name} is the row's name cell; "
+        "write {{ and }} for braces",
+    )
+    message.add_argument(
+        "--media-url", metavar="URL", help="send this image, video, document or audio"
+    )
+    message.add_argument(
+        "--media-type",
+        choices=[t.value for t in MediaType],
+        help="default: what the URL's file name says",
+    )
+    pace = broadcast.add_argument_group("the pace of each instance")
+    for flag, field, metavar, summary, check_value in _PACE_OPTIONS:
+        pace.add_argument(
+            flag,
+            dest=field.name,
+            type=_checked(float if metavar == "SECONDS" else int, check_value),
+            metavar=metavar,
+            help=f"{summary} (default: {_default(field)})",
+        )
+    run = broadcast.add_argument_group("the run")
+    for flag, summary in (
+        ("--journal", f"resume journal (default: ./{JOURNAL_NAME}; none with --sandbox)"),
+        ("--opt-out", "numbers never to send to, one a line (# starts a comment)"),
+        ("--results", "what became of each row (default: CAMPAIGN-results.csv beside the journal)"),
+    ):
+        run.add_argument(flag, type=Path, metavar="FILE", help=summary)
+    run.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="resend the messages an earlier run may have sent (in flight when it stopped)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: show the first messages, the counts, the rows that would not be "
+        "sent and how long it would take",
+    )
+    broadcast.set_defaults(run=run_broadcast)
+
+
+def _default(field: attrs.Attribute[Any]) -> str:
+    return "none" if field.default is None else f"{field.default:g}"
+
+
+def _checked(
+    convert: Callable[[str], Any], check_value: Callable[..., Any]
+) -> Callable[[str], Any]:
+    """An option's type: the text converted, then checked as the library checks it."""
+
+    def parse(text: str) -> Any:
+        try:
+            number = convert(text)
+        except ValueError:
+            what = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        try:
+            return check_value("the value", number)
+        except InvalidRequestError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
+    campaign = args.campaign.strip()
+    if not campaign:
+        raise CliError("--campaign must not be empty")
+    instance = None if args.instance is None else args.instance.strip()
+    if instance == "":
+        raise CliError("--instance must not be empty")
+    if args.sandbox and args.journal is not None:
+        raise CliError(
+            "--journal with --sandbox: the sandbox forgets everything at exit, so there is "
+            "nothing to resume"
+        )
+    pace = Pace(
+        **{
+            f.name: getattr(args, f.name)
+            for _, f, *_ in _PACE_OPTIONS
+            if getattr(args, f.name) is not None
+        }
+    )
+    template = Template.given(args.text, args.media_url, args.media_type)
+    recipients = Recipients.open(args.csv, template, campaign=campaign, instance=instance)
+    opt_out = frozenset() if args.opt_out is None else read_opt_out(args.opt_out)
+    if args.dry_run:
+        return await dry_run(recipients, opt_out, pace, out)
+    journal = None if args.sandbox else (args.journal or Path(JOURNAL_NAME))
+    results = _results_path(args, campaign, journal)
+    with interrupted_as(f"Interrupted while reading {args.csv}; nothing was sent."):
+        plan = await Plan.read(recipients, opt_out, pace)
+    async with connect(args) as wa:
+        run = Broadcasting(recipients, plan, opt_out, journal, results, out)
+        try:
+            await run.go(wa, resend_unknown=args.resend_unknown)
+        except asyncio.CancelledError:
+            raise run.interrupted(sandbox=args.sandbox) from None
+        finally:
+            run.close()
+    run.summarize(sandbox=args.sandbox)
+    return EXIT_OK if run.all_ok else EXIT_FAILED
+
+
+def _results_path(args: argparse.Namespace, campaign: str, journal: Path | None) -> Path:
+    """Where the results go; a :class:`CliError` (nothing sent) when they cannot."""
+    name = png_name(campaign).removesuffix(".png") + "-results.csv"  # a safe file name
+    path: Path = args.results or (Path() if journal is None else journal.parent) / name
+    if path.is_dir():
+        raise CliError(f"--results {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise CliError(f"--results {path}: no such folder {path.parent}")
+    for other, what in ((args.csv, "the recipients CSV"), (journal, "the journal")):
+        if other is not None and other.exists() and path.exists() and path.samefile(other):
+            raise CliError(f"--results {path} is {what}; give another file")
+    return path
+
+
+@attrs.frozen
+class ResultRow:
+    """What became of one CSV row: a line of the results file (and of ``--json``)."""
+
+    #: The line of the CSV the row starts on.
+    line: int
+    #: The API name it is sent from.
+    instance: str | None
+    #: The number as it is sent (as the CSV wrote it, when it is not a number).
+    recipient: str
+    #: A :class:`~wachat_async.BroadcastStatus` value.
+    status: str
+    message_id: str | None = None
+    error: str | None = None
+
+
+def _problem_row(problem: RowProblem) -> ResultRow:
+    return ResultRow(
+        problem.line, problem.instance, problem.recipient, S.INVALID.value, error=problem.error
+    )
+
+
+def _repeated(recipients: Recipients, spec: SendSpec, instance: str, recipient: str) -> str:
+    key = recipients.key_cell(spec)
+    if key is not None:
+        return f"key {key!r} appears again in this CSV (one message per key)"
+    return (
+        f"{recipient} appears again for instance {instance} in this CSV (one message per "
+        "number and instance)"
+    )
+
+
+def pace_text(pace: Pace) -> str:
+    """The pace in words."""
+    if pace.interval or pace.jitter:
+        gap = f"{pace.interval:g}"
+        gap += f"-{pace.interval + pace.jitter:g} s" if pace.jitter else " s"
+        text = f"each instance sends a message every {gap}"
+    else:
+        text = "no spacing between messages"
+    if pace.per_instance > 1:
+        text += f", {pace.per_instance} at a time"
+    for cap, window in ((pace.hourly, "an hour"), (pace.daily, "a day")):
+        if cap is not None:
+            text += f", at most {cap} {window}"
+    if pace.warmup_messages:
+        text += f"; its first {pace.warmup_messages} more widely (warm-up)"
+    return text
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+@attrs.define
+class Plan:
+    """What a run sends, read from the CSV without a client: messages per instance (and so how
+    long the pace makes it take), the rows that would not be sent, the first messages."""
+
+    pace: Pace
+    rows: int = 0
+    #: Messages to send, by instance.
+    messages: dict[str, int] = attrs.Factory(dict)
+    #: Rows that would not be sent, by status.
+    not_sent: Counter[str] = attrs.Factory(Counter)
+    #: The first rows that would not be sent, and the first messages, as shown.
+    problems: list[ResultRow] = attrs.Factory(list)
+    preview: list[dict[str, Any]] = attrs.Factory(list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.messages.values())
+
+    @property
+    def projected_seconds(self) -> float:
+        """The time the slowest instance takes: the run's."""
+        return max(map(self.pace.projected_seconds, self.messages.values()), default=0.0)
+
+    @classmethod
+    async def read(
+        cls,
+        recipients: Recipients,
+        opt_out: frozenset[str],
+        pace: Pace,
+        on_problem: Callable[[ResultRow], None] | None = None,
+    ) -> Plan:
+        """One pass over the CSV (memory for a hash per message, as ``send_many`` keeps)."""
+        plan = cls(pace)
+        seen: set[int] = set()
+        for line, row in recipients.rows():
+            plan.rows += 1
+            if plan.rows % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # Ctrl-C gets in
+            problem = plan._judge(recipients, line, row, seen, opt_out)
+            if problem is not None:
+                plan.not_sent[problem.status] += 1
+                if len(plan.problems) < SUMMARY_ROWS:
+                    plan.problems.append(problem)
+                if on_problem is not None:
+                    on_problem(problem)
+        return plan
+
+    def _judge(
+        self,
+        recipients: Recipients,
+        line: int,
+        row: SendSpec | RowProblem,
+        seen: set[int],
+        opt_out: frozenset[str],
+    ) -> ResultRow | None:
+        """Count a row that would be sent; else what would become of it."""
+        if isinstance(row, RowProblem):
+            return _problem_row(row)
+        try:
+            instance, recipient = checked(row)
+        except InvalidRequestError as exc:
+            return ResultRow(line, row.instance, row.recipient, S.INVALID.value, error=str(exc))
+        digest = hash(row.key if row.key is not None else (instance, recipient))
+        if digest in seen:
+            error = _repeated(recipients, row, instance, recipient)
+            return ResultRow(line, instance, recipient, S.INVALID.value, error=error)
+        seen.add(digest)
+        if recipient in opt_out:
+            return ResultRow(line, instance, recipient, S.OPTED_OUT.value)
+        self.messages[instance] = self.messages.get(instance, 0) + 1
+        if len(self.preview) < PREVIEW:
+            self.preview.append(
+                {"line": line, "instance": instance, "recipient": recipient} | _shown(row.message)
+            )
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "messages": self.total,
+            "not_sent": {s: self.not_sent[s] for s in sorted(_NOT_QUEUED)},
+            "instances": [
+                {"instance": i, "messages": n, "projected_seconds": self.pace.projected_seconds(n)}
+                for i, n in self.messages.items()
+            ],
+            "projected_seconds": self.projected_seconds,
+            "pace": to_jsonable(self.pace),
+        }
+
+    def show(self, out: Output, campaign: str) -> None:
+        """The plan in two lines for a person."""
+        not_sent = sum(self.not_sent.values())
+        out.say(
+            "Campaign ",
+            value(campaign),
+            f": {self.rows} rows, {self.total} messages from {len(self.messages)} "
+            f"instance(s)" + (f", {not_sent} rows that are not sent" if not_sent else ""),
+            f"; about {duration(self.projected_seconds)} at this pace"
+            if self.projected_seconds
+            else "",
+        )
+        out.say(f"Pace: {pace_text(self.pace)}")
+
+
+def _shown(message: MessagePayload) -> dict[str, Any]:
+    if isinstance(message, MediaMessage):
+        return {"text": message.caption, "media_url": message.media_url}
+    return {"text": message.message if isinstance(message, TextMessage) else None}
+
+
+async def dry_run(recipients: Recipients, opt_out: frozenset[str], pace: Pace, out: Output) -> int:
+    """The plan, and nothing sent: no client, no journal."""
+
+    def stream(problem: ResultRow) -> None:
+        out.document(attrs.asdict(problem))
+
+    with interrupted_as("Interrupted; this was a dry run: nothing was sent."):
+        plan = await Plan.read(recipients, opt_out, pace, stream if out.json else None)
+    code = EXIT_FAILED if plan.not_sent[S.INVALID.value] else EXIT_OK
+    if out.json:
+        out.document({"dry_run": plan.as_json()})
+        return code
+    out.say("Dry run: nothing is sent.", style="bold")
+    plan.show(out, recipients.campaign)
+    out.table(
+        [
+            {"instance": i, "messages": n, "time": duration(pace.projected_seconds(n))}
+            for i, n in plan.messages.items()
+        ],
+        ["instance", "messages", "time"],
+        title="Messages by instance",
+        whole=["instance"],
+    )
+    columns = ["line", "instance", "recipient", "text"]
+    if recipients.template.media_url is not None:
+        columns.append("media_url")
+    out.table(plan.preview, columns, title="First messages", whole=["instance", "recipient"])
+    _show_problems(out, plan.problems, sum(plan.not_sent.values()), "with --json")
+    return code
+
+
+def _show_problems(out: Output, rows: list[ResultRow], total: int, rest: str) -> None:
+    if not rows:
+        return
+    out.table(
+        [attrs.asdict(r) for r in rows],
+        ["line", "status", "instance", "recipient", "error"],
+        title="Rows not sent",
+        whole=["instance", "recipient"],
+    )
+    if total > len(rows):
+        out.say(f"… and {total - len(rows)} more ({rest})")
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+@attrs.define
+class Broadcasting:
+    """One run: the results file, the progress display, the counts, and what to say at the
+    end (or at Ctrl-C)."""
+
+    recipients: Recipients
+    plan: Plan
+    opt_out: frozenset[str]
+    journal: Path | None
+    results: Path
+    out: Output
+    counts: Counter[str] = attrs.field(init=False, factory=Counter)
+    #: Messages of each instance that went through its queue (sent, failed, ...).
+    settled: Counter[str] = attrs.field(init=False, factory=Counter)
+    by_instance: dict[str, Counter[str]] = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: {i: Counter() for i in self.plan.messages}, True),
+    )
+    #: The first rows not sent, for the summary (the results file has them all).
+    problems: list[ResultRow] = attrs.field(init=False, factory=list)
+    sent_lines: array[int] = attrs.field(init=False, factory=lambda: array("I"))
+    #: Paused instances, with why (the library's live view, once it runs).
+    paused: Mapping[str, str] = attrs.field(init=False, factory=dict)
+    _log: SpreadsheetLog | None = attrs.field(init=False, default=None)
+    _bars: Bars = attrs.field(init=False, factory=Bars)
+    _display: contextlib.ExitStack[bool | None] = attrs.field(
+        init=False, factory=contextlib.ExitStack
+    )
+    _last_line: float = attrs.field(init=False, factory=time.monotonic)
+    _specs: SpecStream = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: SpecStream(
+                self.recipients, on_start=self._start, on_problem=self._problem
+            ),
+            True,
+        ),
+    )
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def all_ok(self) -> bool:
+        return all(self.counts[s] == 0 for s in STATUSES if s not in _SETTLED)
+
+    async def go(self, wa: AsyncWachat, *, resend_unknown: bool) -> None:
+        async for result in wa.messages.send_many(
+            self._specs,
+            campaign=self.recipients.campaign,
+            pace=self.plan.pace,
+            journal=self.journal,
+            opt_out=self.opt_out,
+            resend_unknown=resend_unknown,
+            on_progress=self._on_progress,
+        ):
+            self._add(self._row(result))
+
+    def _on_progress(self, progress: BroadcastProgress) -> None:
+        self.paused = progress.paused
+
+    def _start(self) -> None:
+        """The journal is open and nothing is sent yet: open the results, show the plan."""
+        try:
+            self._log = SpreadsheetLog(self.results, ResultRow)
+        except OSError as exc:
+            raise CliError(
+                f"cannot write --results {self.results}: {exc.strerror or exc}"
+            ) from None
+        out, plan = self.out, self.plan
+        if out.json:
+            out.document(
+                {
+                    "broadcast": {
+                        "campaign": self.recipients.campaign,
+                        **plan.as_json(),
+                        "journal": None if self.journal is None else str(self.journal),
+                        "results": str(self.results),
+                    }
+                }
+            )
+        else:
+            plan.show(out, self.recipients.campaign)
+            out.say(f"Writing the results to {self.results}")
+        self._bars = self._display.enter_context(out.progress("Sending", plan.rows, plan.messages))
+
+    def _problem(self, problem: RowProblem) -> None:
+        self._add(_problem_row(problem))
+
+    def _row(self, result: BroadcastResult) -> ResultRow:
+        spec: SendSpec = result.spec
+        instance = result.instance or spec.instance
+        recipient = result.recipient or spec.recipient
+        error: str | None = None
+        if result.status is S.INVALID and result.key is not None:  # a key given before
+            error = _repeated(self.recipients, spec, instance, recipient)
+        elif result.error is not None:
+            exc = result.error
+            error = (
+                str(exc) if isinstance(exc, InvalidRequestError) else f"{type(exc).__name__}: {exc}"
+            )
+            if result.status is S.UNKNOWN:
+                error = (
+                    error.removesuffix(_LIBRARY_RESEND)
+                    + "; not resent (--resend-unknown resends it)"
+                )
+        line = self._specs.line_of(result.index)
+        return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
+
+    def _add(self, row: ResultRow) -> None:
+        self.counts[row.status] += 1
+        if row.status == S.SENT.value:
+            self.sent_lines.append(row.line)
+        elif row.status not in _SETTLED and len(self.problems) < SUMMARY_ROWS:
+            self.problems.append(row)
+        if row.status not in _NOT_QUEUED and row.instance in self.by_instance:
+            self.settled[row.instance] += 1
+            self.by_instance[row.instance][row.status] += 1
+        if self._log is not None:
+            self._log.write(row)
+        eta = self.eta()
+        if self.out.json:
+            self.out.document(attrs.asdict(row) | {"eta_seconds": round(eta, 1)})
+        status = self._status_text(eta)
+        self._bars(self.finished, status)
+        if row.instance in self.by_instance:
+            done = self.by_instance[row.instance]
+            note = ", ".join(f"{done[s]} {s}" for s in STATUSES if done[s])
+            if row.instance in self.paused:
+                note += " (paused)"
+            self._bars.part(row.instance, self.settled[row.instance], note)
+        if not self.out.interactive and time.monotonic() - self._last_line >= PLAIN_EVERY:
+            self._last_line = time.monotonic()
+            self.out.say(f"{self.finished} of {self.plan.rows} rows done: {status}")
+
+    def eta(self) -> float:
+        """Seconds left at this pace: the remaining messages of the slowest instance (paused
+        ones left out: their messages are not sent)."""
+        pace, left = self.plan.pace, 0.0
+        for instance, planned in self.plan.messages.items():
+            done = self.settled[instance]
+            if instance not in self.paused and planned > done:
+                # After a message, each one left waits a turn; before any, the first does not.
+                left = max(left, pace.projected_seconds(planned - done + (1 if done else 0)))
+        return left
+
+    def _status_text(self, eta: float) -> str:
+        counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])
+        return f"{counts}; about {duration(eta)} left" if eta else counts
+
+    def close(self) -> None:
+        self._display.close()
+        if self._log is not None:
+            self._log.close()
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def interrupted(self, *, sandbox: bool) -> Interrupted:
+        if self._log is None:
+            return Interrupted("Interrupted before anything was sent.")
+        done = (
+            f"Interrupted after {self.finished} of {self.plan.rows} rows "
+            f"({self.counts[S.SENT.value]} sent now; results so far in {self.results})."
+        )
+        if self.journal is not None:
+            return Interrupted(
+                done,
+                [
+                    "re-run the same command to resume; messages that were in flight are "
+                    "reported as unknown, not resent (use --resend-unknown to resend them)"
+                ],
+            )
+        sent = (
+            f"Sent: lines {line_ranges(self.sent_lines)}" if self.sent_lines else "Nothing was sent"
+        )
+        gone = " The sandbox ran inside this command and is gone." if sandbox else ""
+        return Interrupted(
+            f"{done} {sent}; messages in flight when it stopped may or may not have gone out. "
+            f"There is no journal: running the command again would send every row again.{gone}"
+        )
+
+    def summarize(self, *, sandbox: bool) -> None:
+        counts, out = self.counts, self.out
+        instances: list[dict[str, Any]] = [
+            {
+                "instance": instance,
+                "messages": planned,
+                **{s: done[s] for s in STATUSES if s not in _NOT_QUEUED},
+                "paused_because": self.paused.get(instance),
+            }
+            for instance, planned in self.plan.messages.items()
+            for done in [self.by_instance[instance]]
+        ]
+        if out.json:
+            out.document(
+                {
+                    "summary": {s: counts[s] for s in STATUSES},
+                    "total": self.finished,
+                    "instances": instances,
+                    "results": str(self.results),
+                    "journal": None if self.journal is None else str(self.journal),
+                }
+            )
+            return
+        out.say(
+            f"Broadcast {self.recipients.campaign}: {self.finished} rows: "
+            + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+        )
+        out.table(
+            [
+                {
+                    "instance": row["instance"],
+                    "messages": row["messages"],
+                    "sent": row[S.SENT.value],
+                    "skipped": row[S.SKIPPED.value],
+                    "not sent": sum(row[s] for s in _NOT_SENT),
+                    "paused because": row["paused_because"],
+                }
+                for row in instances
+            ],
+            ["instance", "messages", "sent", "skipped", "not sent", "paused because"],
+            title="Instances",
+            whole=["instance"],
+        )
+        not_sent = self.finished - sum(counts[s] for s in _SETTLED)
+        _show_problems(out, self.problems, not_sent, f"in {self.results}")
+        out.say(f"Results: {self.results}")
+        if self.journal is not None:
+            again = sum(counts[s] for s in (S.FAILED.value, S.PAUSED.value))
+            hint = " (re-run the same command to send the failed and paused rows)" if again else ""
+            out.say(f"Journal: {self.journal}{hint}")
+        if counts[S.UNKNOWN.value]:
+            out.say(
+                f"{counts[S.UNKNOWN.value]} message(s) may or may not have been sent; they are "
+                "not resent unless you add --resend-unknown",
+                style="yellow",
+            )
+        if sandbox and self.paused:
+            out.say(
+                "--sandbox runs an empty Wachat inside this command: the instances of the CSV "
+                "do not exist there. To try a broadcast, run `wachat sandbox` and create and "
+                "scan instances in it.",
+                style="yellow",
+            )

@@ -151,6 +151,8 @@ async def test_bad_rows_repeats_and_opt_outs_are_reported_alone(
     assert "digits" in str(results[1].error)
     assert "message must not be empty" in str(results[2].error)
     assert "appears again" in str(results[3].error)
+    assert results[3].duplicate_of == 0
+    assert [i for i, r in results.items() if r.duplicate_of is not None] == [3]
     assert "not a send spec" in str(results[5].error)
     assert isinstance(results[7].error, InvalidRequestError)
     assert sorted(received(bulk_server, a)) == sorted([good[0], good[2]])

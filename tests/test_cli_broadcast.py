@@ -30,6 +30,7 @@ from tests.test_cli_helpers import (
 from wachat_async import Pace, Wachat, cli
 from wachat_async.bulk import Journal
 from wachat_async.cli import broadcast
+from wachat_async.cli import send as send_commands
 from wachat_async.cli.broadcast import Broadcasting, Plan, ResultRow
 from wachat_async.cli.output import Output
 from wachat_async.cli.parser import parse
@@ -133,7 +134,7 @@ def test_each_recipient_gets_one_rendered_message_and_bad_rows_are_named_by_line
     assert "digits" in by_line[22]["error"]
     assert by_line[23]["error"] == (
         f"{number(1)} appears again for instance {b} in this CSV "
-        "(one message per number and instance)"
+        "(first on line 3; one message per number and instance)"
     )
     assert by_line[24]["recipient"] == "'=cmd()"  # safe in a spreadsheet
     assert by_line[25]["error"].startswith("no instance")
@@ -206,7 +207,7 @@ def test_media_keys_and_the_default_instance(
     )  # fmt: skip
     assert done.code == 1
     assert "4\tinvalid\t" in done.out
-    assert "key 'k2' appears again in this CSV (one message per key)" in done.out
+    assert "key 'k2' appears again in this CSV (first on line 3; one message per key)" in done.out
     bodies = [m["body"] for m in thread_server.sent_messages(a)]
     assert [(m["type"], m["mediaUrl"], m["message"]) for m in bodies] == [
         ("image", "https://cdn.example.com/one.jpg", "Your one"),
@@ -291,7 +292,8 @@ def test_dry_run_shows_the_plan_and_sends_nothing(
 
 
 def test_the_pace_defaults_are_the_librarys(capsys: pytest.CaptureFixture[str]) -> None:
-    args = parse(["send", "broadcast", "x.csv", "--campaign", "c", "--text", "t"])
+    words = ["send", "broadcast", "x.csv", "--campaign", "c", "--text", "t"]
+    args = parse(words, [send_commands.add_commands])
     assert (args.interval, args.jitter, args.hourly, args.daily, args.warmup_messages) == (
         None,
         None,

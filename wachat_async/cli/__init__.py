@@ -6,8 +6,9 @@
 
 Modules: ``parser`` (the command line), ``output`` (all printing: rich, plain, JSON),
 ``outcome`` (exit statuses, failures, interruptions), ``connect`` (the client), one module per
-command group (``instances``, ``send``, ``provision``, ``sandbox``) and what provisioning reads
-and writes (``sheet``, ``pngnames``, ``manifest``); ``control`` talks to a running sandbox.
+command group (``instances``, ``send``, ``provision``, ``sandbox``), ``broadcast`` (``send
+broadcast``), what provisioning and broadcasts read and write (``sheet``, ``recipients``,
+``pngnames``, ``manifest``); ``control`` talks to a running sandbox.
 """
 
 from __future__ import annotations

@@ -265,13 +265,18 @@ def _problem_row(problem: RowProblem) -> ResultRow:
     )
 
 
-def _repeated(recipients: Recipients, spec: SendSpec, instance: str, recipient: str) -> str:
+def _repeated(
+    recipients: Recipients, spec: SendSpec, instance: str, recipient: str, first_line: int
+) -> str:
     key = recipients.key_cell(spec)
     if key is not None:
-        return f"key {key!r} appears again in this CSV (one message per key)"
+        return (
+            f"key {key!r} appears again in this CSV (first on line {first_line}; one message "
+            "per key)"
+        )
     return (
-        f"{recipient} appears again for instance {instance} in this CSV (one message per "
-        "number and instance)"
+        f"{recipient} appears again for instance {instance} in this CSV (first on line "
+        f"{first_line}; one message per number and instance)"
     )
 
 
@@ -330,7 +335,7 @@ class Plan:
     ) -> Plan:
         """One pass over the CSV (memory for a hash per message, as ``send_many`` keeps)."""
         plan = cls(pace)
-        seen: set[int] = set()
+        seen: dict[int, int] = {}
         for line, row in recipients.rows():
             plan.rows += 1
             if plan.rows % _YIELD_EVERY == 0:
@@ -349,7 +354,7 @@ class Plan:
         recipients: Recipients,
         line: int,
         row: SendSpec | RowProblem,
-        seen: set[int],
+        seen: dict[int, int],
         opt_out: frozenset[str],
     ) -> ResultRow | None:
         """Count a row that would be sent; else what would become of it."""
@@ -359,11 +364,12 @@ class Plan:
             instance, recipient = checked(row)
         except InvalidRequestError as exc:
             return ResultRow(line, row.instance, row.recipient, S.INVALID.value, error=str(exc))
-        digest = hash(row.key if row.key is not None else (instance, recipient))
-        if digest in seen:
-            error = _repeated(recipients, row, instance, recipient)
+        first_line = seen.setdefault(
+            hash(row.key if row.key is not None else (instance, recipient)), line
+        )
+        if first_line != line:
+            error = _repeated(recipients, row, instance, recipient, first_line)
             return ResultRow(line, instance, recipient, S.INVALID.value, error=error)
-        seen.add(digest)
         if recipient in opt_out:
             return ResultRow(line, instance, recipient, S.OPTED_OUT.value)
         self.messages[instance] = self.messages.get(instance, 0) + 1
@@ -549,8 +555,9 @@ class Broadcasting:
         instance = result.instance or spec.instance
         recipient = result.recipient or spec.recipient
         error: str | None = None
-        if result.status is S.INVALID and result.key is not None:  # a key given before
-            error = _repeated(self.recipients, spec, instance, recipient)
+        if result.duplicate_of is not None:
+            first_line = self._specs.line_of(result.duplicate_of)
+            error = _repeated(self.recipients, spec, instance, recipient, first_line)
         elif result.error is not None:
             exc = result.error
             error = (

@@ -26,7 +26,7 @@ from .. import _validate as check
 from ..bulk import SendSpec, render_template
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
-from ..resources.messages import payload_request
+from ..resources.messages import send_request
 from .outcome import CliError
 from .sheet import data_records, read_header, too_many_cells
 
@@ -168,9 +168,9 @@ class Recipients:
 
 def checked(spec: SendSpec) -> tuple[str, str]:
     """The instance and number of ``spec`` as they are sent; InvalidRequestError as
-    ``send_many`` would report it (its checks, in its order, without a client)."""
-    payload_request(spec.message)
-    return check.api_name("name", spec.instance), check.number(NUMBER, spec.recipient)
+    ``send_many`` would report it (the same checks, without a client)."""
+    _, body = send_request(spec.instance, spec.recipient, spec.message)
+    return body["instanceName"], body["number"]
 
 
 class SpecStream:

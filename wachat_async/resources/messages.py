@@ -140,6 +140,17 @@ def payload_request(payload: MessagePayload) -> tuple[Call, dict[str, Any]]:
     )
 
 
+def send_request(
+    instance: str, recipient: str, message: MessagePayload
+) -> tuple[Call, dict[str, Any]]:
+    """The call and the checked body that send ``message`` from ``instance`` to ``recipient``
+    (the number normalised): InvalidRequestError for anything the server would refuse."""
+    call, body = payload_request(message)
+    body["instanceName"] = check.api_name("name", instance)
+    body["number"] = check.number("number", recipient)
+    return call, body
+
+
 class Sender:
     """Sends checked messages; ``messages.send_*`` and broadcasts both go through it."""
 
@@ -156,10 +167,7 @@ class Sender:
     ) -> tuple[Call, dict[str, Any]]:
         """The call and the checked body that send ``message`` from ``instance`` to
         ``recipient``."""
-        call, body = payload_request(message)
-        body["instanceName"] = check.api_name("name", instance)
-        body["number"] = check.number("number", recipient)
-        return call, body
+        return send_request(instance, recipient, message)
 
     def send_prepared(
         self,

@@ -293,6 +293,34 @@ def test_json_encodes_big_integers_with_or_without_speedups() -> None:
         _json.loads(b'{"a": ')
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":"\xc3\xa9"}',
+        '{"a":"\u00e9"}'.encode("utf-16"),
+        '{"a":1}'.encode("utf-16-le"),
+        '{"a":1}'.encode("utf-32"),
+        b'\xef\xbb\xbf{"a":1}',
+        b'"\xed\xa0\x80"',  # an encoded lone surrogate, which json.loads lets through
+        b'{"a":\xff}',
+        b"1",
+        b"",
+        "{}",
+    ],
+)
+def test_decoding_reads_bytes_exactly_as_json_loads(body: bytes | str) -> None:
+    """The plain decoder skips json.loads' encoding detection for plain UTF-8 bytes: same
+    answers and same errors for every other encoding, BOM and broken byte."""
+
+    def outcome(loads: Any) -> object:
+        try:
+            return loads(body)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            return type(exc), str(exc)
+
+    assert outcome(_json._std_loads) == outcome(json.loads)
+
+
 @pytest.mark.skipif(_json.orjson is not None, reason="the plain install's decoder")
 def test_big_integers_decode_exactly_without_speedups() -> None:
     assert _json.loads(b'{"a": 18446744073709551616}') == {"a": 2**64}

@@ -53,6 +53,14 @@ COUNTED = [
     ("send_text", "min", "send", "AsyncWachat", FLOOR, 64),
     ("Wachat vs requests.Session, sequential", "min", "create", "Wachat", "requests.Session", 1),
     ("send_many (journal on) vs send_text", "min", "send", "send_many", "AsyncWachat", 64),
+    (
+        "send_many (no journal) vs send_text",
+        "min",
+        "send",
+        "send_many[no journal]",
+        "AsyncWachat",
+        64,
+    ),
 ]
 
 

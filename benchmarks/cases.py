@@ -8,6 +8,7 @@ makes the same N requests after a warm-up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -125,8 +126,10 @@ async def create_many(n: int, concurrency: int, base: str, op: str) -> None:
                 raise result.error
 
 
-async def send_many(n: int, concurrency: int, base: str, op: str) -> None:
-    """A broadcast with pacing off and the journal on, from one instance."""
+async def send_many(
+    n: int, concurrency: int, base: str, op: str, *, journaled: bool = True
+) -> None:
+    """A broadcast with pacing off from one instance, with the journal on (or off)."""
     from wachat_async import AsyncWachat, Pace, SendSpec, TextMessage
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +142,7 @@ async def send_many(n: int, concurrency: int, base: str, op: str) -> None:
                 specs,
                 campaign=f"bench-{time.monotonic_ns()}",
                 pace=Pace.off(per_instance=concurrency),
-                journal=f"{tmp}/journal.sqlite",
+                journal=f"{tmp}/journal.sqlite" if journaled else None,
             )
             async for result in stream:
                 if not result.ok:
@@ -199,6 +202,7 @@ CASES: dict[str, Callable[[int, int, str, str], Any]] = {
     "AsyncWachat[speedups]": async_wachat,
     "create_many": create_many,
     "send_many": send_many,
+    "send_many[no journal]": functools.partial(send_many, journaled=False),
     "Wachat": wachat_sync,
     "httpx.AsyncClient": httpx_async,
     "requests.Session": requests_session,

@@ -149,6 +149,8 @@ def test_each_recipient_gets_one_rendered_message_and_bad_rows_are_named_by_line
     counts = "18 sent, 0 skipped, 0 unknown, 0 failed, 5 invalid, 1 opted_out, 0 paused"
     assert f"Broadcast spring: 24 rows: {counts}" in done.out
     assert f"Results: {results}" in done.out
+    shown = [int(row.split("\t")[0]) for row in done.out.splitlines() if "\tinvalid\t" in row]
+    assert shown == [7, 22, 23, 24, 25]  # by line, whatever order they were found in
 
     again = send(thread_server, "--json", *args)  # the same command: all done already
     *lines, summary = again.lines()

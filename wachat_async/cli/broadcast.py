@@ -448,7 +448,7 @@ def _show_problems(out: Output, rows: list[ResultRow], total: int, rest: str) ->
     if not rows:
         return
     out.table(
-        [attrs.asdict(r) for r in rows],
+        [attrs.asdict(r) for r in sorted(rows, key=lambda r: r.line)],  # not completion order
         ["line", "status", "instance", "recipient", "error"],
         title="Rows not sent",
         whole=["instance", "recipient"],

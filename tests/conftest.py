@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +14,12 @@ from wachat_async import AsyncWachat, RetryPolicy
 from wachat_async.testing import FakeWachat
 
 KEY = "test-key-0123456789abcdef"
+
+# A suite started as a background job (``cmd &`` in a script, some CI runners) inherits SIGINT
+# ignored, and so would every child it spawns: the Ctrl-C tests would then test nothing. Python's
+# own handler here also gives children the default disposition back (handlers reset at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Retries that keep their shape (full jitter, caps, Retry-After) but wait milliseconds.
 FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, total_budget=30.0)

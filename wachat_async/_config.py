@@ -36,7 +36,7 @@ def _api_key(value: str | None) -> str:
             f"No Wachat API key: pass api_key=... or set the {API_KEY_ENV} environment variable."
         )
     key = key.strip()
-    if any(c in key for c in "\r\n\x00") or not key.isprintable():
+    if not key.isprintable():  # CR, LF and NUL included
         raise InvalidRequestError("api_key contains characters that cannot go in a header")
     return check.encodable("api_key", key)
 
@@ -194,10 +194,7 @@ class Settings:
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy in force (``retry_policy`` with ``max_retries`` applied)."""
-        policy = self.retry_policy or RetryPolicy()
-        if self.max_retries is None or self.max_retries == policy.max_retries:
-            return policy
-        return attrs.evolve(policy, max_retries=self.max_retries)
+        return (self.retry_policy or RetryPolicy()).with_max_retries(self.max_retries)
 
 
 @attrs.frozen(kw_only=True)

@@ -183,13 +183,8 @@ class Executor:
         recovery = _Recovery(
             self, call, params, body, decode, seconds, started, reconcile, done_if_gone
         )
-        return await recovery.after_first(failure, resent, self._policy_for(max_retries))
-
-    def _policy_for(self, max_retries: int | None) -> RetryPolicy:
-        policy = self._policy
-        if max_retries is None or max_retries == policy.max_retries:
-            return policy
-        return attrs.evolve(policy, max_retries=max_retries)
+        policy = self._policy.with_max_retries(max_retries)
+        return await recovery.after_first(failure, resent, policy)
 
     # -- what an answer means ----------------------------------------------------------------
 

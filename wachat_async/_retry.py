@@ -49,6 +49,12 @@ class RetryPolicy:
     #: The longest ``Retry-After`` honoured; a server asking for more fails the call at once.
     max_retry_after: float = attrs.field(default=60.0, validator=check.attribute(check.seconds))
 
+    def with_max_retries(self, max_retries: int | None) -> RetryPolicy:
+        """This policy with ``max_retries`` retries (itself when None or unchanged)."""
+        if max_retries is None or max_retries == self.max_retries:
+            return self
+        return attrs.evolve(self, max_retries=max_retries)
+
     def backoff(self, retry_number: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry_number`` (1-based)."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))

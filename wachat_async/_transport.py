@@ -125,7 +125,6 @@ class RawResponse:
     __slots__ = (
         "body",
         "cap",
-        "complete",
         "headers",
         "readable",
         "resent",
@@ -147,8 +146,6 @@ class RawResponse:
         self.status = status
         self.headers = headers
         self.body = body
-        #: False when the body was larger than the cap and reading stopped there.
-        self.complete = complete
         #: True when aiohttp (3.10) silently resent the request after losing the first answer.
         self.resent = resent
         #: The option and size of the cap that stopped the reading (``("max_image_bytes",
@@ -261,7 +258,7 @@ class Transport:
         self._inflates = self._owned or _PER_REQUEST_DECOMPRESS
         if not self._owned and _PER_REQUEST_DECOMPRESS:
             self._extra["auto_decompress"] = False
-        elif not self._owned and session is not None:
+        elif not self._owned:
             self._inflates = not getattr(session, "auto_decompress", True)
 
     @property
@@ -323,7 +320,8 @@ class Transport:
         data = None if body is None else _json_payload(call, body)
         kwargs = self._extra
         headers = self._headers.get(call.accept, None)
-        if headers is not None or timeout != self._settings.timeout or not self._owned:
+        # A caller's session gets its headers with every request, so it always passes here.
+        if headers is not None or timeout != self._settings.timeout:
             kwargs = {**kwargs, "headers": headers, "timeout": self.timeout(timeout)}
         connects = {"count": 0} if self._counts_connections else None
         if connects is not None:

@@ -123,7 +123,11 @@ class Pace:
         """Expected time for one instance to send ``messages`` at this pace (caps included)."""
         if messages <= 1:
             return 0.0
-        gaps = sum(self.spacing(k) for k in range(1, messages)) / self.per_instance
+        # Only the warm-up's gaps differ; the rest are all ``interval`` (the CLI asks this for
+        # its ETA after every row, so it must not cost a step per message left).
+        warm = range(1, min(messages, self.warmup_messages))
+        steady = messages - max(1, self.warmup_messages)
+        gaps = (sum(map(self.spacing, warm)) + max(0, steady) * self.interval) / self.per_instance
         total = gaps + (messages - 1) * self.jitter / 2 / self.per_instance
         for cap, window in ((self.hourly, 3600.0), (self.daily, 86400.0)):
             if cap is not None:
@@ -310,8 +314,6 @@ class _Item:
     recipient: str
     call: Call
     body: dict[str, Any]
-    #: Sends tried (a 429 makes a lane try the same message again later).
-    tries: int = 0
 
 
 class _Lane:
@@ -470,22 +472,23 @@ class _Broadcast:
             settled = self._settled(item, await self.journal.message_entry(item.key))
             if settled is not None:
                 return settled
-        for _ in range(_THROTTLED_TRIES):
+        # A 429 makes a lane try the same message again later.
+        for tried in range(_THROTTLED_TRIES):
             await lane.pacer.turn()
             if lane.paused is not None:
                 return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
-            outcome = await self._send_once(lane, item)
+            outcome = await self._send_once(lane, item, first_try=tried == 0)
             if outcome is not None:
                 return outcome
         error = InvalidRequestError(f"instance {lane.instance} stayed rate-limited; not sent")
         self._record(item, FAILED, error=error)
         return self._result(item, BroadcastStatus.FAILED, error=error)
 
-    async def _send_once(self, lane: _Lane, item: _Item) -> BroadcastResult | None:
+    async def _send_once(
+        self, lane: _Lane, item: _Item, *, first_try: bool
+    ) -> BroadcastResult | None:
         """One send; None when the server asked to wait first (the lane is paused that long)."""
         journal = self.journal
-        first_try = item.tries == 0
-        item.tries += 1
         if journal is not None and (self.rerun or not first_try):
             entry = await journal.claim_message(
                 item.key,
@@ -619,7 +622,6 @@ async def broadcast(
     slots = asyncio.Semaphore(READ_AHEAD)
     read_next: Callable[[], Awaitable[Any]] = reader(specs)
     outstanding = 0
-    reading_done = asyncio.Event()
 
     async def read() -> None:
         nonlocal outstanding
@@ -643,13 +645,12 @@ async def broadcast(
             for lane in run.lanes.values():
                 for _ in lane.workers:
                     lane.queue.put_nowait(None)
-            reading_done.set()
             run.results.put_nowait(None)  # wakes the consumer to check whether all is done
 
     reading = asyncio.create_task(read())
     try:
         while True:
-            if reading_done.is_set() and outstanding == 0:
+            if reading.done() and outstanding == 0:
                 break
             outcome = await run.results.get()
             if outcome is None:

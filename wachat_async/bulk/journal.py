@@ -98,29 +98,22 @@ class MessageEntry:
     error: str | None
 
 
-def _write_message(
-    db: sqlite3.Connection,
-    key: str,
-    state: str,
-    campaign: str,
-    instance: str,
-    recipient: str,
-    message_id: str | None,
-    started_at: float | None,
-    error: str | None,
-) -> None:
-    db.execute(
-        """INSERT INTO messages (key, campaign, instance, recipient, state, message_id,
-                                 started_at, error, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT(key) DO UPDATE SET
-             state = excluded.state,
-             message_id = COALESCE(excluded.message_id, message_id),
-             started_at = COALESCE(excluded.started_at, started_at),
-             error = excluded.error,
-             updated_at = excluded.updated_at""",
-        (key, campaign, instance, recipient, state, message_id, started_at, error, time.time()),
-    )
+#: A message row as :class:`MessageEntry` reads it.
+_SELECT_MESSAGE = (
+    "SELECT key, campaign, instance, recipient, state, message_id, started_at, error FROM messages"
+)
+
+
+#: A message recorded as in flight, before it is sent.
+_INSERT_CLAIM = (
+    "INSERT INTO messages (key, campaign, instance, recipient, state, started_at, updated_at) "
+    "VALUES (?, ?, ?, ?, 'in_flight', ?, ?)"
+)
+
+
+def _read_message(db: sqlite3.Connection, key: str) -> MessageEntry | None:
+    row = db.execute(f"{_SELECT_MESSAGE} WHERE key = ?", (key,)).fetchone()
+    return None if row is None else MessageEntry(*row)
 
 
 def outcome_state(error: WachatError) -> str:
@@ -400,26 +393,14 @@ class Journal:
     # -- message rows ---------------------------------------------------------------------
 
     async def message_entry(self, key: str) -> MessageEntry | None:
-        def read(db: sqlite3.Connection) -> MessageEntry | None:
-            row = db.execute(
-                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
-                "FROM messages WHERE key = ?",
-                (key,),
-            ).fetchone()
-            return None if row is None else MessageEntry(*row)
-
-        return await self._submit(read)
+        return await self._submit(lambda db: _read_message(db, key))
 
     async def message_entries(self, campaign: str | None = None) -> list[MessageEntry]:
         def read(db: sqlite3.Connection) -> list[MessageEntry]:
-            query = (
-                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
-                "FROM messages"
-            )
             rows = (
-                db.execute(query).fetchall()
+                db.execute(_SELECT_MESSAGE).fetchall()
                 if campaign is None
-                else db.execute(query + " WHERE campaign = ?", (campaign,)).fetchall()
+                else db.execute(f"{_SELECT_MESSAGE} WHERE campaign = ?", (campaign,)).fetchall()
             )
             return [MessageEntry(*row) for row in rows]
 
@@ -465,28 +446,21 @@ class Journal:
         def claim(db: sqlite3.Connection) -> MessageEntry | None:
             try:  # the common case, a message never recorded: one insert
                 db.execute(
-                    "INSERT INTO messages (key, campaign, instance, recipient, state, "
-                    "started_at, updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
-                    (key, campaign, instance, recipient, started_at, time.time()),
+                    _INSERT_CLAIM, (key, campaign, instance, recipient, started_at, time.time())
                 )
-            except sqlite3.IntegrityError:
-                pass
-            else:
-                return None
-            row = db.execute(
-                "SELECT key, campaign, instance, recipient, state, message_id, started_at, error "
-                "FROM messages WHERE key = ?",
-                (key,),
-            ).fetchone()
-            if row is not None:
-                entry = MessageEntry(*row)
+            except sqlite3.IntegrityError:  # its key is recorded: the row decides
+                entry = _read_message(db, key)
+                if entry is None:  # not the key that clashed: a damaged journal
+                    raise
                 if entry.state == DONE or (
                     entry.state in (IN_FLIGHT, UNKNOWN) and not reclaim_unknown
                 ):
                     return entry
-            _write_message(
-                db, key, IN_FLIGHT, campaign, instance, recipient, None, started_at, None
-            )
+                db.execute(
+                    "UPDATE messages SET state = 'in_flight', started_at = ?, error = NULL, "
+                    "updated_at = ? WHERE key = ?",
+                    (started_at, time.time(), key),
+                )
             return None
 
         return await self._submit(claim)
@@ -510,11 +484,7 @@ class Journal:
         self._claims, self._claimed = [], []
 
         def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO messages (key, campaign, instance, recipient, state, started_at, "
-                "updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?)",
-                rows,
-            )
+            db.executemany(_INSERT_CLAIM, rows)
 
         loop = asyncio.get_running_loop()
         batch: asyncio.Future[None] = loop.create_future()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import attrs
 
 from .. import _decode
+from .. import _validate as check
 from .._config import Settings
 from ..errors import InvalidRequestError, JournalError, WachatError
 from ..models import CreatedInstance, CreateSpec, QrCode
@@ -221,8 +222,7 @@ async def provision(
     on_progress: Callable[[ProvisionProgress], None] | None,
 ) -> AsyncIterator[ProvisionResult]:
     """The engine behind ``instances.create_many`` (see there)."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be a positive integer, got {concurrency!r}")
+    check.positive_int("concurrency", concurrency)
     rate = check_rate("rate_limit", rate_limit)
     log = (
         None

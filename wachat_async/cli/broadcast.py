@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import time
 from array import array
 from collections import Counter
@@ -35,7 +34,15 @@ from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
 from .connect import connect
 from .manifest import SpreadsheetLog
-from .outcome import EXIT_FAILED, EXIT_OK, CliError, Interrupted, interrupted_as
+from .outcome import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Interrupted,
+    interrupted_as,
+    refuse_journal_in_sandbox,
+    row_error,
+)
 from .output import Bars, Output, duration, to_jsonable, value
 from .parser import Parser, Subcommands
 from .parser import add_command as new_command
@@ -72,11 +79,22 @@ _NOT_SENT = (S.UNKNOWN.value, S.FAILED.value, S.PAUSED.value)
 _LIBRARY_RESEND = "; not resent (resend_unknown=True would)"
 
 _PACE = attrs.fields(Pace)
-_seconds = functools.partial(check.seconds, allow_zero=True)
 #: The pace options: flag, Pace field, metavar, what it sets, the check of its value.
 _PACE_OPTIONS: tuple[tuple[str, attrs.Attribute[Any], str, str, Callable[..., Any]], ...] = (
-    ("--pace", _PACE.interval, "SECONDS", "seconds at least between two messages", _seconds),
-    ("--jitter", _PACE.jitter, "SECONDS", "up to this many seconds more, at random", _seconds),
+    (
+        "--pace",
+        _PACE.interval,
+        "SECONDS",
+        "seconds at least between two messages",
+        check.seconds_or_zero,
+    ),
+    (
+        "--jitter",
+        _PACE.jitter,
+        "SECONDS",
+        "up to this many seconds more, at random",
+        check.seconds_or_zero,
+    ),
     ("--per-hour", _PACE.hourly, "N", "at most N messages in any hour", check.positive_int),
     ("--per-day", _PACE.daily, "N", "at most N messages in any day", check.positive_int),
     (
@@ -196,11 +214,7 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
     instance = None if args.instance is None else args.instance.strip()
     if instance == "":
         raise CliError("--instance must not be empty")
-    if args.sandbox and args.journal is not None:
-        raise CliError(
-            "--journal with --sandbox: the sandbox forgets everything at exit, so there is "
-            "nothing to resume"
-        )
+    refuse_journal_in_sandbox(args)
     pace = Pace(
         **{
             f.name: getattr(args, f.name)
@@ -560,9 +574,7 @@ class Broadcasting:
             error = _repeated(self.recipients, spec, instance, recipient, first_line)
         elif result.error is not None:
             exc = result.error
-            error = (
-                str(exc) if isinstance(exc, InvalidRequestError) else f"{type(exc).__name__}: {exc}"
-            )
+            error = row_error(exc)
             if result.status is S.UNKNOWN:
                 error = (
                     error.removesuffix(_LIBRARY_RESEND)

@@ -74,7 +74,6 @@ class SpreadsheetLog:
     that stops leaves what it finished), safe to open in a spreadsheet like the manifest."""
 
     def __init__(self, path: Path, row_type: type[AttrsInstance]) -> None:
-        self.path = path
         # Line-buffered: every row reaches the file as it is written.
         self._handle = path.open("w", encoding=ENCODING, newline="", buffering=1)
         self._writer = csv.writer(self._handle)

@@ -6,6 +6,7 @@ not be written), 2 a usage, input or journal problem (nothing was sent), 130 int
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,22 @@ class OperationFailed(CliError):
         super().__init__(message, hint=hint, hints=hints)
         if kind is not None:
             self.kind = kind
+
+
+def row_error(error: BaseException) -> str:
+    """A row's error for its results file: a bad value says only what is wrong with it; other
+    errors are named by type."""
+    return (
+        str(error) if isinstance(error, InvalidRequestError) else f"{type(error).__name__}: {error}"
+    )
+
+
+def refuse_journal_in_sandbox(args: argparse.Namespace) -> None:
+    if args.sandbox and args.journal is not None:
+        raise CliError(
+            "--journal with --sandbox: the sandbox forgets everything at exit, so there is "
+            "nothing to resume"
+        )
 
 
 class Interrupted(Exception):

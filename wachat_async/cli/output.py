@@ -221,12 +221,10 @@ class Output:
             self.stdout.write(line.plain + "\n")
             self.stdout.flush()
 
-    def record(self, fields: Mapping[str, object], *, title: str | None = None) -> None:
+    def record(self, fields: Mapping[str, object]) -> None:
         """One record as ``key: value`` lines (empty values left out)."""
         if self.json:
             return
-        if title and self.interactive:
-            self.console.print(Text(literal(title), style="bold"))
         shown = {k: cell(v) for k, v in fields.items() if v is not None and v != ""}
         pad = max((len(k) for k in shown), default=0) if self.interactive else 0
         for key, text in shown.items():

@@ -19,14 +19,21 @@ import attrs
 
 from ..bulk import ProvisionResult
 from ..client import AsyncWachat
-from ..errors import ConflictError, InvalidRequestError, WachatError
+from ..errors import ConflictError, WachatError
 from ..models import CreateSpec, Integration, QrCode
 from ..qr import save_png
 from ..resources.instances import AsyncInstances
 from .connect import connect
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
 from .manifest import MANIFEST_NAME, ManifestRow, write_manifest
-from .outcome import EXIT_FAILED, EXIT_OK, CliError, Interrupted
+from .outcome import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Interrupted,
+    refuse_journal_in_sandbox,
+    row_error,
+)
 from .output import Output
 from .parser import Parser, Subcommands, add_command
 from .pngnames import png_name
@@ -79,11 +86,7 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
 
 
 async def run_provision(args: argparse.Namespace, out: Output) -> int:
-    if args.sandbox and args.journal is not None:
-        raise CliError(
-            "--journal with --sandbox: the sandbox forgets everything at exit, so there is "
-            "nothing to resume"
-        )
+    refuse_journal_in_sandbox(args)
     sheet = Sheet.open(args.csv)
     folder = _out_folder(args.out)
     journal = args.journal or (None if args.sandbox else folder / JOURNAL_NAME)
@@ -212,8 +215,7 @@ class Provisioning:
                 f"instance_name {result.instance_name!r} appears twice in the CSV (first on "
                 f"line {self.specs.line_of(result.duplicate_of)}); friendly names must be unique"
             )
-        text = str(error)
-        return text if isinstance(error, InvalidRequestError) else f"{type(error).__name__}: {text}"
+        return row_error(error)
 
     # -- the end ------------------------------------------------------------------------------
 

@@ -61,7 +61,6 @@ page's own files (which hold no data) are served without it.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
 
 from aiohttp import web
 
@@ -115,7 +114,7 @@ class Control:
         r.add_get("/deliveries", self._deliveries)
         r.add_get("/limits", self._limits)
         r.add_post("/limits", self._set_limits)
-        DevPhone(self._sandbox, self._deliverer, self._sandbox.changes).add_routes(r)
+        DevPhone(self._sandbox, self._deliverer).add_routes(r)
         return app
 
     @web.middleware
@@ -143,15 +142,11 @@ class Control:
         except KeyError:
             raise Refused(f"No single instance named {name!r}", status=404) from None
 
-    def _view(self, inst: FakeInstance) -> dict[str, Any]:
-        self._sandbox.refresh_if_expired(inst)
-        return inst.view()
-
     def _answer(self, inst: FakeInstance) -> web.Response:
-        return web.json_response({"success": True, "instance": self._view(inst)})
+        return web.json_response({"success": True, "instance": self._sandbox.view(inst)})
 
     async def _list(self, request: web.Request) -> web.Response:
-        views = [self._view(inst) for inst in list(self._sandbox.instances.values())]
+        views = [self._sandbox.view(inst) for inst in list(self._sandbox.instances.values())]
         return web.json_response({"success": True, "count": len(views), "instances": views})
 
     async def _show(self, request: web.Request) -> web.Response:

@@ -59,9 +59,9 @@ class Deliverer:
     """Sends deliveries on the running loop and keeps their log (:attr:`log`, oldest first);
     each finished attempt is also published to ``changes`` (kind ``delivery``)."""
 
-    def __init__(self, stats: Counter[str], changes: Changes | None = None) -> None:
+    def __init__(self, stats: Counter[str], changes: Changes) -> None:
         self.stats = stats
-        self.changes = changes if changes is not None else Changes()
+        self.changes = changes
         self.log: list[Delivery] = []
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -31,13 +31,13 @@ only, gone when the tab closes) and sends it with every request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from ._changes import Changes
 from ._deliveries import Deliverer
 from ._state import Sandbox
 from ._web import Refused
@@ -70,6 +70,7 @@ _PAGE_HEADERS = {
 }
 
 
+@functools.cache  # read once per process, not at every server start
 def _load_files() -> dict[str, tuple[bytes, str]]:
     folder = resources.files("wachat_async.testing").joinpath("devphone")
     return {
@@ -93,11 +94,10 @@ class DevPhone:
     #: Event streams open at once (every browser tab holds one); more get 503.
     max_streams = 64
 
-    def __init__(self, sandbox: Sandbox, deliverer: Deliverer, changes: Changes) -> None:
+    def __init__(self, sandbox: Sandbox, deliverer: Deliverer) -> None:
         self._sandbox = sandbox
         self._deliverer = deliverer
-        self._changes = changes
-        self._files = _load_files()
+        self._changes = sandbox.changes
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/phone", self._redirect, name="devphone.redirect")
@@ -108,7 +108,7 @@ class DevPhone:
         raise web.HTTPFound(request.path + "/")
 
     async def _file(self, request: web.Request) -> web.Response:
-        found = self._files.get(request.match_info["file"])
+        found = _load_files().get(request.match_info["file"])
         if found is None:
             raise Refused(f"No dev phone file {request.match_info['file']!r}", status=404)
         body, content_type = found
@@ -118,16 +118,14 @@ class DevPhone:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page shows, as it is now."""
-        instances = []
-        for inst in list(self._sandbox.instances.values()):
-            self._sandbox.refresh_if_expired(inst)
-            instances.append(
-                inst.view()
-                | {
-                    "sent": inst.sent[-SNAPSHOT_MESSAGES:],
-                    "received": inst.received[-SNAPSHOT_MESSAGES:],
-                }
-            )
+        instances = [
+            self._sandbox.view(inst)
+            | {
+                "sent": inst.sent[-SNAPSHOT_MESSAGES:],
+                "received": inst.received[-SNAPSHOT_MESSAGES:],
+            }
+            for inst in list(self._sandbox.instances.values())
+        ]
         deliveries = [d.as_json() for d in self._deliverer.log[-SNAPSHOT_DELIVERIES:]]
         return {"instances": instances, "deliveries": deliveries}
 

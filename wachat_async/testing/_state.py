@@ -189,11 +189,11 @@ class Sandbox:
         instance_limit: int | None,
         auto_scan: float | None,
         pacing: Pacing,
-        changes: Changes | None = None,
+        changes: Changes,
     ) -> None:
         self.stats = stats
         #: The live feed of what happens here (the dev phone page follows it).
-        self.changes = changes if changes is not None else Changes()
+        self.changes = changes
         self.qr_ttl = qr_ttl
         self.instance_limit = instance_limit
         #: Seconds after which a new WHATSAPP-BAILEYS instance is scanned by itself; None: never.
@@ -353,6 +353,11 @@ class Sandbox:
             and (inst.qr_code is None or time.monotonic() - inst.qr_issued_at >= self.qr_ttl)
         ):
             self._issue_qr(inst)
+
+    def view(self, inst: FakeInstance) -> dict[str, Any]:
+        """The instance as the sandbox's control API and dev phone show it (its QR current)."""
+        self.refresh_if_expired(inst)
+        return inst.view()
 
     async def expire_qr_codes(self) -> None:
         """Replace expired QR codes, forever (run as a task; reads ``qr_ttl`` each round)."""

@@ -1,11 +1,24 @@
-"""Keeping the API key secret, and knowing when plain http is acceptable.
+"""Keeping the API key (and a proxy's credentials) secret, and knowing when plain http is
+acceptable.
 
-:class:`Redactor` removes the key from any text a server or a library may hand back: verbatim,
-JSON-escaped (``\\/``, ``\\u002f``, any mix of escaped and plain characters), URL-encoded (either
-case of hex, ``+`` or ``%20`` for spaces), base64-encoded (alone, or inside a longer base64
-text such as ``Basic base64("user:" + key)``), and in part (a run of :data:`FRAGMENT`
-characters or more of any of those forms), so a message that quotes or truncates an echoed key
-still shows none of it.
+:class:`Redactor` removes each secret from any text a server, a proxy or a library may hand
+back: in any letter case (a server may lowercase it in ``Set-Cookie``), verbatim, JSON-escaped
+(``\\/``, ``\\u002f``, any mix of escaped and plain characters), URL-encoded (``+`` or ``%20``
+for spaces), base64-encoded (alone, or inside a longer base64 text such as
+``Basic base64("user:" + key)``), and in part (a run of :data:`FRAGMENT` characters of any of
+those forms), so a message that quotes or truncates an echoed key still shows none of it.
+
+How much of a secret counts as the secret depends on its length, so that a short key (``test``,
+``dev``, ``k``) does not cut letters out of ordinary words (``Invalid or missing API key``):
+
+- a secret of :data:`SHORT` characters or more is removed wherever any of its forms appears,
+  and so is any :data:`FRAGMENT`-character run of them (8 characters of a key are too many to
+  occur in ordinary text by chance);
+- a shorter secret is removed only where one of its forms stands alone, not glued to a letter
+  or digit on either side: ``Bearer k``, ``key=k&``, ``"dev"`` lose it, ``key`` and ``device``
+  keep their letters. The trade-off: a short secret written inside a longer word, or inside a
+  longer base64 text, stays; there it cannot be told from the letters around it anyway, and
+  hiding it would garble every message.
 """
 
 from __future__ import annotations
@@ -16,12 +29,16 @@ import hmac
 import ipaddress
 import json
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 
-#: The shortest run of the key's characters that is treated as a piece of the key.
-FRAGMENT = 6
+#: Secrets at least this long are hidden anywhere, in whole or in part; shorter ones only where
+#: they stand alone (see the module's docstring).
+SHORT = 8
+#: The shortest run of a (long) secret's characters that is treated as a piece of it.
+FRAGMENT = 8
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -37,15 +54,18 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def _encoded_forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` a server may echo back."""
-    percent = {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
-    forms = {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}
-    forms |= percent | {_lower_hex(p) for p in percent}
-    raw = secret.encode()
-    forms |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-    forms |= {f.rstrip("=") for f in list(forms)}
-    forms |= _base64_inside(raw)
-    return {f for f in forms if f}
+    """Every spelling of ``secret`` a server may echo back, lowercase (matching ignores case)."""
+    forms: set[str] = set()
+    for spelling in {secret, secret.lower(), secret.upper()}:
+        percent = {quote(spelling, safe=""), quote_plus(spelling, safe=""), quote(spelling)}
+        plain = {spelling, json.dumps(spelling)[1:-1], spelling.replace("/", "\\/")}
+        raw = spelling.encode()
+        encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        encoded |= {e.rstrip("=") for e in encoded}
+        forms |= plain | percent | encoded
+        if len(secret) >= SHORT:  # a short secret's inner base64 is a few letters of any text
+            forms |= _base64_inside(raw)
+    return {_folded(f) for f in forms if f}
 
 
 def _base64_inside(raw: bytes) -> set[str]:
@@ -61,63 +81,78 @@ def _base64_inside(raw: bytes) -> set[str]:
     return inner
 
 
+def _folded(text: str) -> str:
+    """``text`` lowercase, character for character (so positions in it are positions in
+    ``text``): the rare character whose lowercase is longer (``İ``) is kept as it is."""
+    lowered = text.lower()
+    if len(lowered) == len(text):  # each character became exactly one
+        return lowered
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
 #: A JSON escape (``\\uXXXX`` or ``\\/``, ``\\n``...) or a URL escape (``%2F``, ``%2f``).
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\(.)|%([0-9a-fA-F]{2})", re.DOTALL)
+_ESCAPE = re.compile(r"\\[uU]([0-9a-fA-F]{4})|\\(.)|%([0-9a-fA-F]{2})", re.DOTALL)
 _JSON_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 #: Escaping applied on top of escaping that is still unwound (JSON quoted in JSON in a URL).
 _UNESCAPE_ROUNDS = 3
 
 
-def _lower_hex(text: str) -> str:
-    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
-
-
 class Redactor:
-    """Replaces every trace of one secret in text with ``***``. Cheap when there is none."""
+    """Replaces every trace of some secrets (the API key, a proxy's credentials) in text with
+    ``***``. Cheap when there is none."""
 
-    __slots__ = ("_forms", "_fragments", "_size")
+    __slots__ = ("_alone", "_anywhere", "_fragments", "_longest")
 
-    def __init__(self, secret: str) -> None:
-        forms = _encoded_forms(secret) if secret else set()
-        # Whole forms, longest first, then any FRAGMENT-long run of a form.
-        self._forms = sorted(forms, key=len, reverse=True)
-        self._size = min((len(f) for f in forms), default=0)
-        self._size = min(self._size, FRAGMENT)
+    def __init__(self, *secrets: str) -> None:
+        #: Forms of long secrets, hidden wherever they appear, longest first.
+        anywhere: set[str] = set()
+        #: Forms of short secrets, hidden only where they stand alone.
+        alone: set[str] = set()
+        for secret in filter(None, secrets):
+            (anywhere if len(secret) >= SHORT else alone).update(_encoded_forms(secret))
+        self._anywhere = sorted(anywhere, key=len, reverse=True)
+        self._alone = sorted(alone - anywhere, key=len, reverse=True)
         self._fragments = {
-            form[i : i + self._size] for form in forms for i in range(len(form) - self._size + 1)
+            form[i : i + FRAGMENT] for form in anywhere for i in range(len(form) - FRAGMENT + 1)
         }
+        self._longest = max(map(len, anywhere | alone), default=0)
 
     def __repr__(self) -> str:
         return "Redactor(***)"
 
     def __call__(self, text: str) -> str:
-        if not self._fragments or not text:
+        if not self._longest or not text:
             return text
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        if "\\" in text or "%" in text:  # first: a masked piece would split an escaped key
-            text = self._mask_escaped(text)
-        return _masked(text, self._hidden(text))
+        hidden = self._hidden(text)
+        if "\\" in text or "%" in text:
+            hidden += self._hidden_escaped(text)
+        return _masked(text, sorted(hidden))
 
     def _hidden(self, text: str) -> list[tuple[int, int]]:
-        """The spans of ``text`` made of pieces of the key, overlapping ones merged."""
-        size, fragments = self._size, self._fragments
-        hidden: list[tuple[int, int]] = []
-        for start in range(len(text) - size + 1):
-            if text[start : start + size] in fragments:
-                end = start + size
-                if hidden and start <= hidden[-1][1]:
-                    hidden[-1] = (hidden[-1][0], end)
-                else:
-                    hidden.append((start, end))
+        """The spans of ``text`` that are a secret, or a piece of one, in any letter case."""
+        folded = _folded(text)
+        hidden = [span for form in self._anywhere for span in _occurrences(folded, form)]
+        hidden += [
+            (start, end)
+            for form in self._alone
+            for start, end in _occurrences(folded, form)
+            if not (start and folded[start - 1].isalnum())
+            and not (end < len(folded) and folded[end].isalnum())
+        ]
+        fragments = self._fragments
+        if fragments:
+            hidden += [
+                (start, start + FRAGMENT)
+                for start in range(len(folded) - FRAGMENT + 1)
+                if folded[start : start + FRAGMENT] in fragments
+            ]
         return hidden
 
-    def _mask_escaped(self, text: str) -> str:
-        """Hide the key where its characters are escaped one by one, in any mix (a JSON
-        encoder escaping ``/`` and ``+`` as ``\\u002f``, a URL with lowercase hex), or escaped
-        twice (a JSON-escaped key quoted in JSON): the text is read unescaped, and what is
-        found there is hidden in the original."""
+    def _hidden_escaped(self, text: str) -> list[tuple[int, int]]:
+        """Where a secret's characters are escaped one by one, in any mix (a JSON encoder
+        escaping ``/`` and ``+`` as ``\\u002f``, a URL with lowercase hex), or escaped twice (a
+        JSON-escaped key quoted in JSON): the text is read unescaped, and the spans found
+        there are given back as spans of the original."""
         plain = text
         origin = [(i, i + 1) for i in range(len(text))]  # where each character came from
         hidden: list[tuple[int, int]] = []
@@ -128,7 +163,7 @@ class Redactor:
             plain, spans = unescaped
             origin = [(origin[start][0], origin[end - 1][1]) for start, end in spans]
             hidden += [(origin[start][0], origin[end - 1][1]) for start, end in self._hidden(plain)]
-        return _masked(text, sorted(hidden))
+        return hidden
 
     def snippet(self, text: str, limit: int) -> str:
         """The redacted start of ``text``, at most ``limit`` characters (plus an ellipsis).
@@ -136,9 +171,17 @@ class Redactor:
         Redacts before cutting, so a key cut in half by the limit is still hidden; the margin
         read past the limit covers a key escaped character by character (``\\u00xx`` each).
         """
-        margin = limit + 8 * max((len(f) for f in self._forms), default=0)
+        margin = limit + 8 * self._longest
         clean = self(text[:margin])
         return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def _occurrences(text: str, form: str) -> Iterable[tuple[int, int]]:
+    """The spans where ``form`` appears in ``text``, overlapping ones included."""
+    start = text.find(form)
+    while start >= 0:
+        yield start, start + len(form)
+        start = text.find(form, start + 1)
 
 
 def _unescape(text: str) -> tuple[str, list[tuple[int, int]]] | None:

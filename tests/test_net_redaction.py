@@ -91,7 +91,8 @@ async def test_a_key_echoed_in_another_case_never_leaks(
         with pytest.raises(AuthenticationError) as caught:
             await wa.instances.list()
     error = caught.value
-    assert "X-Echo" in error.headers and "Set-Cookie" in error.headers  # quoted, redacted
+    assert "X-Echo" in error.headers
+    assert "Set-Cookie" in error.headers
     assert "unknown key ***" in error.message
     assert not case_leaks(error, key)
     for record in caplog.records:
@@ -113,7 +114,7 @@ def test_each_case_and_spelling_is_removed() -> None:
             variant,
             variant.replace("/", "\\/"),
             "".join(f"\\u{ord(c):04x}" if not c.isalnum() else c for c in variant),
-            variant[5:5 + FRAGMENT],  # a piece, in another case
+            variant[5 : 5 + FRAGMENT],  # a piece, in another case
         ):
             assert redact(f"<{text}>") == "<***>", text
 
@@ -180,7 +181,7 @@ async def test_a_short_key_echoed_by_the_server_is_removed(fake: FakeWachat) -> 
 KEY_CHARACTERS = string.ascii_letters + string.digits + "-_"
 keys = st.text(KEY_CHARACTERS, min_size=1, max_size=48)
 words = st.lists(
-    st.sampled_from(" ".join(ORDINARY).split() + ["key", "a", "I", "OK", "the", "device"]),
+    st.sampled_from([*" ".join(ORDINARY).split(), "key", "a", "I", "OK", "the", "device"]),
     min_size=1,
     max_size=30,
 )

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 import attrs
 
 from . import _validate as check
+from ._proxy import checked as checked_proxy
 from ._retry import RetryPolicy
 from ._security import is_loopback_host
 from .errors import InvalidRequestError
@@ -123,7 +124,7 @@ def _policy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
-    _url_parts("proxy", check.text("proxy", value).strip())
+    checked_proxy("proxy", check.text("proxy", value).strip())
 
 
 @attrs.frozen

@@ -14,12 +14,10 @@ import asyncio
 import inspect
 import logging
 import time
-import urllib.request
 import zlib
 from collections.abc import AsyncGenerator, Mapping
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -29,6 +27,7 @@ from yarl import URL
 
 from . import _json
 from ._config import Settings
+from ._proxy import proxy_for, proxy_secrets
 from ._security import Redactor
 from ._version import __version__
 from .errors import APIConnectionError, APITimeoutError, FailureClass, InvalidRequestError
@@ -216,7 +215,7 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guard: AsyncGenerator[None] | None = None
         self._closed = False
-        self.redact = Redactor(settings.api_key)
+        self.redact = Redactor(settings.api_key, *proxy_secrets(proxy_for(settings)))
         self._urls: dict[str, URL] = {}
         self._query_urls: dict[tuple[Any, ...], URL] = {}
         identity = {
@@ -549,18 +548,7 @@ def _json_payload(call: Call, body: Any) -> BytesPayload:
 
 
 def _proxy_for(settings: Settings) -> dict[str, Any]:
-    """The proxy to use for ``base_url``: ``proxy=``, else (with ``trust_env``) the standard
-    environment variables (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)."""
-    if settings.proxy:
-        return {"proxy": settings.proxy}
-    if not settings.trust_env:
-        return {}
-    parts = urlsplit(settings.base_url)
-    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
-        return {}
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return {"proxy": proxy} if proxy else {}
+    return {"proxy": proxy} if (proxy := proxy_for(settings)) else {}
 
 
 class _Inflater:

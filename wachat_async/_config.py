@@ -78,7 +78,8 @@ def _url_parts(field: str, url: str) -> SplitResult:
 
 
 #: Headers the client writes per request (framing, routing, the key); a default cannot replace
-#: them.
+#: them. Header names are compared in lowercase: HTTP does not tell ``user-agent`` from
+#: ``User-Agent``, so neither do these checks.
 _RESERVED_HEADERS = frozenset(
     {"authorization", "host", "content-length", "transfer-encoding", "connection"}
 )
@@ -92,6 +93,7 @@ def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"default_headers must be a mapping, got {type(value).__name__}")
     headers = dict(value)
+    seen: dict[str, str] = {}
     for name, text in headers.items():
         if not isinstance(name, str) or not isinstance(text, str):
             raise InvalidRequestError("default_headers names and values must be strings")
@@ -102,11 +104,24 @@ def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
                 f"default_headers: {name!r} is not a header name (letters, digits and "
                 "!#$%&'*+-.^_`|~ only)"
             )
-        if name.lower() == "authorization":
+        lowered = name.lower()
+        if lowered in seen:
+            raise InvalidRequestError(
+                f"default_headers sets {seen[lowered]!r} and {name!r}: header names ignore "
+                "case, so they are one header; keep one"
+            )
+        seen[lowered] = name
+        if lowered == "authorization":
             raise InvalidRequestError(
                 "default_headers must not set Authorization: the client sends the api_key"
             )
-        if name.lower() in _RESERVED_HEADERS:
+        if lowered == "proxy-authorization":
+            raise InvalidRequestError(
+                "default_headers must not set Proxy-Authorization (every request would carry "
+                "it to the API): put the credentials in the proxy URL, "
+                "proxy='http://user:password@host:port'"
+            )
+        if lowered in _RESERVED_HEADERS:
             raise InvalidRequestError(
                 f"default_headers must not set {name}: the client sets it for each request"
             )

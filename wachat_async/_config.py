@@ -186,9 +186,14 @@ class Settings:
     default_headers: Mapping[str, str] = attrs.field(
         default=None, converter=_headers, kw_only=True, eq=False, repr=False
     )
-    #: An http(s) proxy for every request; None uses ``HTTPS_PROXY``/``NO_PROXY`` if set.
+    #: An http(s) proxy for every request (``http://user:password@host:port``; its credentials
+    #: are redacted like the key); None reads the environment (see ``trust_env``).
     proxy: str | None = attrs.field(default=None, validator=_proxy, kw_only=True, repr=False)
-    #: Read proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``) when ``proxy`` is None.
+    #: When ``proxy`` is None, read it as curl and requests do: ``HTTPS_PROXY`` (or
+    #: ``ALL_PROXY``) for an https API, ``HTTP_PROXY`` for an http one, ``host:port`` meaning
+    #: ``http://host:port``, unless ``NO_PROXY`` names the API's host (with or without its
+    #: port). A proxy there that is not http(s) (``socks5://``) is refused when the client is
+    #: built.
     trust_env: bool = attrs.field(default=True, validator=check.attribute(check.flag), kw_only=True)
     #: Allow plain ``http://`` to a host that is not loopback (the key then travels in clear).
     allow_insecure_http: bool = attrs.field(

@@ -84,19 +84,7 @@ def _from_environment(scheme: str) -> tuple[str, str] | None:
 def checked(where: str, url: str) -> str:
     """``url``, if it is an http(s) proxy URL; else InvalidRequestError naming ``where`` and
     showing the URL without its credentials."""
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when out of range
-    except ValueError:
-        problem = "its port is not a number from 0 to 65535, or its host is malformed"
-    else:
-        if parts.scheme.lower() not in ("http", "https"):
-            problem = "only http:// and https:// proxies are supported"
-        elif not parts.hostname:
-            problem = "it has no host"
-        elif any(c.isspace() or not c.isprintable() for c in url):
-            problem = "it contains spaces or control characters"
+    problem = _problem(url)
     if problem is None:
         return url
     advice = "" if where == "proxy" else "; fix or unset it, or pass proxy=... or trust_env=False"
@@ -104,6 +92,24 @@ def checked(where: str, url: str) -> str:
         f"{where} must be an http(s) proxy URL, got {without_credentials(url)!r} "
         f"({problem}){advice}"
     )
+
+
+def _problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a proxy URL (without quoting its credentials), or None."""
+    if "://" not in url:
+        return f"it has no scheme; an http proxy is written http://{without_credentials(url)}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return "its port is not a number from 0 to 65535, or its host is malformed"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "only http:// and https:// proxies are supported"
+    if not parts.hostname:
+        return "it has no host"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it contains spaces or control characters"
+    return None
 
 
 def without_credentials(url: str) -> str:

@@ -131,10 +131,13 @@ class Redactor:
     def _hidden(self, text: str) -> list[tuple[int, int]]:
         """The spans of ``text`` that are a secret, or a piece of one, in any letter case."""
         folded = _folded(text)
-        hidden = [span for form in self._anywhere for span in _occurrences(folded, form)]
+        hidden = [
+            span for form in self._anywhere if form in folded for span in _occurrences(folded, form)
+        ]
         hidden += [
             (start, end)
             for form in self._alone
+            if form in folded
             for start, end in _occurrences(folded, form)
             if not (start and folded[start - 1].isalnum())
             and not (end < len(folded) and folded[end].isalnum())

@@ -203,6 +203,30 @@ def test_a_cgi_script_ignores_an_uppercase_http_proxy(monkeypatch: pytest.Monkey
     assert proxy_for(settings) == "http://proxy.corp:3128"
 
 
+def test_an_empty_lowercase_variable_turns_the_uppercase_one_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As urllib and requests read them (``https_proxy= command`` runs without a proxy)."""
+    settings = Settings(KEY, base_url=REMOTE)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert proxy_for(settings) == "http://proxy.corp:3128"
+    monkeypatch.setenv("https_proxy", "")
+    assert proxy_for(settings) is None
+    monkeypatch.setenv("ALL_PROXY", "proxy.all:3128")
+    assert proxy_for(settings) == "http://proxy.all:3128"
+    monkeypatch.setenv("NO_PROXY", "api.wachat.invalid")
+    assert proxy_for(settings) is None
+    monkeypatch.setenv("no_proxy", "")
+    assert proxy_for(settings) == "http://proxy.all:3128"
+
+
+def test_a_base_url_refused_for_its_port_never_shows_its_credentials() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        Settings(KEY, base_url=f"https://{USERINFO}@api.example:99999/api/v1")
+    assert "'https://***@api.example:99999/api/v1'" in str(caught.value)
+    assert_no_credentials(caught.value)
+
+
 # -- NO_PROXY -------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 import attrs
 
 from . import _validate as check
-from ._proxy import checked as checked_proxy
+from ._proxy import checked_proxy, without_credentials
 from ._retry import RetryPolicy
 from ._security import is_loopback_host
 from .errors import InvalidRequestError
@@ -73,7 +73,8 @@ def _url_parts(field: str, url: str) -> SplitResult:
         elif any(c.isspace() or not c.isprintable() for c in url):
             problem = "it contains spaces or control characters"
     if problem is not None:
-        raise InvalidRequestError(f"{field} must be an http(s) URL, got {url!r} ({problem})")
+        shown = without_credentials(url)  # they may be the key: base_url never carries them
+        raise InvalidRequestError(f"{field} must be an http(s) URL, got {shown!r} ({problem})")
     return parts
 
 

@@ -27,11 +27,9 @@ if TYPE_CHECKING:
     from ._config import Settings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-#: The variables naming a proxy for each scheme of the API's URL, in the order they are read.
-_VARIABLES = {
-    "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
-    "http": ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"),
-}
+#: The variables naming a proxy for each scheme of the API's URL, in the order they are read
+#: (each in lowercase, then uppercase).
+_VARIABLES = {"https": ("https_proxy", "all_proxy"), "http": ("http_proxy", "all_proxy")}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -49,39 +47,41 @@ def proxy_for(settings: Settings) -> str | None:
     if found is None:
         return None
     variable, value = found
-    if bypasses(_environment("no_proxy", "NO_PROXY") or "", host, port):
+    no_proxy = _variable("no_proxy")
+    if no_proxy is not None and bypasses(no_proxy[1], host, port):
         return None
     if urllib.request.proxy_bypass(host):  # also the system's exceptions (macOS, Windows)
         return None
-    return checked(variable, value if "://" in value else f"http://{value}")
+    return checked_proxy(variable, value if "://" in value else f"http://{value}")
 
 
-def _environment(*names: str) -> str | None:
-    """The first of ``names`` set to something other than blanks."""
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
+def _variable(name: str) -> tuple[str, str] | None:
+    """The variable ``name`` or its uppercase twin, and its value, as urllib reads them: the
+    lowercase one wins when it is set, even to nothing (which turns the other off)."""
+    spellings = [name, name.upper()]
+    if name == "http_proxy" and "REQUEST_METHOD" in os.environ:
+        # A CGI script: HTTP_PROXY is then the client's ``Proxy:`` header (httpoxy).
+        spellings.remove("HTTP_PROXY")
+    for spelling in spellings:
+        if spelling in os.environ:
+            value = os.environ[spelling].strip()
+            return (spelling, value) if value else None
     return None
 
 
 def _from_environment(scheme: str) -> tuple[str, str] | None:
     """The variable naming the proxy for ``scheme`` and its value; else the system's proxy
     settings (macOS, Windows: urllib reads them when no variable is set)."""
-    names: tuple[str, ...] = _VARIABLES[scheme]
-    if scheme == "http" and "REQUEST_METHOD" in os.environ:
-        # A CGI script: HTTP_PROXY is then the client's ``Proxy:`` header (httpoxy).
-        names = tuple(n for n in names if n != "HTTP_PROXY")
-    for name in names:
-        value = _environment(name)
-        if value is not None:
-            return name, value
+    for name in _VARIABLES[scheme]:
+        found = _variable(name)
+        if found is not None:
+            return found
     system = urllib.request.getproxies()
     value = system.get(scheme) or system.get("all")
     return ("the system's proxy settings", value) if value else None
 
 
-def checked(where: str, url: str) -> str:
+def checked_proxy(where: str, url: str) -> str:
     """``url``, if it is an http(s) proxy URL; else InvalidRequestError naming ``where`` and
     showing the URL without its credentials."""
     problem = _problem(url)

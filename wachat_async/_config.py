@@ -18,9 +18,8 @@ from urllib.parse import SplitResult, urlsplit
 import attrs
 
 from . import _validate as check
-from ._proxy import checked_proxy, without_credentials
 from ._retry import RetryPolicy
-from ._security import is_loopback_host
+from ._security import is_loopback_host, without_credentials
 from .errors import InvalidRequestError
 
 DEFAULT_BASE_URL = "https://app.wachat.net/api/v1"
@@ -76,6 +75,37 @@ def _url_parts(field: str, url: str) -> SplitResult:
         shown = without_credentials(url)  # they may be the key: base_url never carries them
         raise InvalidRequestError(f"{field} must be an http(s) URL, got {shown!r} ({problem})")
     return parts
+
+
+def checked_proxy(where: str, url: str) -> str:
+    """``url``, if it is an http(s) proxy URL; else InvalidRequestError naming ``where`` and
+    showing the URL without its credentials."""
+    problem = _proxy_problem(url)
+    if problem is None:
+        return url
+    advice = "" if where == "proxy" else "; fix or unset it, or pass proxy=... or trust_env=False"
+    raise InvalidRequestError(
+        f"{where} must be an http(s) proxy URL, got {without_credentials(url)!r} "
+        f"({problem}){advice}"
+    )
+
+
+def _proxy_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a proxy URL (without quoting its credentials), or None."""
+    if "://" not in url:
+        return f"it has no scheme; an http proxy is written http://{without_credentials(url)}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return "its port is not a number from 0 to 65535, or its host is malformed"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "only http:// and https:// proxies are supported"
+    if not parts.hostname:
+        return "it has no host"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it contains spaces or control characters"
+    return None
 
 
 #: Headers the client writes per request (framing, routing, the key); a default cannot replace

@@ -1,4 +1,4 @@
-"""Which proxy a client's requests go through, and which of its parts are secrets.
+"""Which proxy a client's requests go through.
 
 :func:`proxy_for` resolves it once per client: ``proxy=`` if given; else, with ``trust_env``,
 the standard variables as curl, requests and urllib read them (``https_proxy``, then
@@ -8,8 +8,9 @@ A value without a scheme (``proxy.corp:3128``) is an http proxy, as curl and req
 Only http(s) proxies are supported: any other scheme (``socks5://``...) is refused when the
 client is built, naming the variable, as ``proxy=`` is.
 
-A proxy URL's ``user:password@`` is a secret like the API key: :func:`proxy_secrets` lists its
-spellings for the redactor, and every message here shows the URL with it replaced by ``***``.
+A proxy URL's ``user:password@`` is a secret like the API key: the transport gives it to the
+redactor (:func:`~wachat_async._security.url_credentials`), and a refused URL is quoted with
+it replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,14 @@ import ipaddress
 import os
 import re
 import urllib.request
-from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from .errors import InvalidRequestError
-
-if TYPE_CHECKING:
-    from ._config import Settings
+from ._config import Settings, checked_proxy
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: The variables naming a proxy for each scheme of the API's URL, in the order they are read
 #: (each in lowercase, then uppercase).
 _VARIABLES = {"https": ("https_proxy", "all_proxy"), "http": ("http_proxy", "all_proxy")}
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def proxy_for(settings: Settings) -> str | None:
@@ -79,66 +75,6 @@ def _from_environment(scheme: str) -> tuple[str, str] | None:
     system = urllib.request.getproxies()
     value = system.get(scheme) or system.get("all")
     return ("the system's proxy settings", value) if value else None
-
-
-def checked_proxy(where: str, url: str) -> str:
-    """``url``, if it is an http(s) proxy URL; else InvalidRequestError naming ``where`` and
-    showing the URL without its credentials."""
-    problem = _problem(url)
-    if problem is None:
-        return url
-    advice = "" if where == "proxy" else "; fix or unset it, or pass proxy=... or trust_env=False"
-    raise InvalidRequestError(
-        f"{where} must be an http(s) proxy URL, got {without_credentials(url)!r} "
-        f"({problem}){advice}"
-    )
-
-
-def _problem(url: str) -> str | None:
-    """What makes ``url`` unusable as a proxy URL (without quoting its credentials), or None."""
-    if "://" not in url:
-        return f"it has no scheme; an http proxy is written http://{without_credentials(url)}"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when out of range
-    except ValueError:
-        return "its port is not a number from 0 to 65535, or its host is malformed"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "only http:// and https:// proxies are supported"
-    if not parts.hostname:
-        return "it has no host"
-    if any(c.isspace() or not c.isprintable() for c in url):
-        return "it contains spaces or control characters"
-    return None
-
-
-def without_credentials(url: str) -> str:
-    """``url`` with any ``user:password@`` shown as ``***@``."""
-    scheme, userinfo, rest = _credentials(url)
-    return url if userinfo is None else f"{scheme}***@{rest}"
-
-
-def proxy_secrets(url: str | None) -> tuple[str, ...]:
-    """The credentials in a proxy URL, as written and decoded, whole and each part (a proxy
-    echoes ``user:password`` in a 407, base64-encoded in ``Proxy-Authorization``); none for a
-    URL without."""
-    userinfo = _credentials(url or "")[1]
-    if not userinfo:
-        return ()
-    user, _, password = userinfo.partition(":")
-    spellings = {userinfo, user, password}
-    spellings |= {unquote(s) for s in spellings}
-    return tuple(sorted(s for s in spellings if s))
-
-
-def _credentials(url: str) -> tuple[str, str | None, str]:
-    """``url`` as its ``scheme://``, its userinfo (None without an ``@``) and the rest. All up
-    to the last ``@`` counts as userinfo: a password with an unescaped ``/`` or ``#`` stays
-    hidden although the URL is malformed."""
-    match = _SCHEME.match(url)
-    scheme = match.group() if match else ""
-    userinfo, at, rest = url[len(scheme) :].rpartition("@")
-    return (scheme, userinfo, rest) if at else (scheme, None, url[len(scheme) :])
 
 
 def bypasses(no_proxy: str, host: str, port: int) -> bool:

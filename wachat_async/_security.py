@@ -30,7 +30,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 REDACTED = "***"
 
@@ -39,6 +39,8 @@ REDACTED = "***"
 SHORT = 8
 #: The shortest run of a (long) secret's characters that is treated as a piece of it.
 FRAGMENT = 8
+#: A URL's ``scheme://``.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -228,6 +230,35 @@ def _masked(text: str, hidden: list[tuple[int, int]]) -> str:
         cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` shown as ``***@``."""
+    scheme, userinfo, rest = _credentials(url)
+    return url if userinfo is None else f"{scheme}***@{rest}"
+
+
+def url_credentials(url: str | None) -> tuple[str, ...]:
+    """The credentials in a URL (a proxy's), as written and decoded, whole and each part, to
+    redact (a proxy echoes ``user:password`` in a 407, base64-encoded in
+    ``Proxy-Authorization``); none for a URL without."""
+    userinfo = _credentials(url or "")[1]
+    if not userinfo:
+        return ()
+    user, _, password = userinfo.partition(":")
+    spellings = {userinfo, user, password}
+    spellings |= {unquote(s) for s in spellings}
+    return tuple(sorted(s for s in spellings if s))
+
+
+def _credentials(url: str) -> tuple[str, str | None, str]:
+    """``url`` as its ``scheme://``, its userinfo (None without an ``@``) and the rest. All up
+    to the last ``@`` counts as userinfo: a password with an unescaped ``/`` or ``#`` stays
+    hidden although the URL is malformed."""
+    match = _SCHEME.match(url)
+    scheme = match.group() if match else ""
+    userinfo, at, rest = url[len(scheme) :].rpartition("@")
+    return (scheme, userinfo, rest) if at else (scheme, None, url[len(scheme) :])
 
 
 def key_fingerprint(secret: str, salt: bytes) -> str:

@@ -27,8 +27,8 @@ from yarl import URL
 
 from . import _json
 from ._config import Settings
-from ._proxy import proxy_for, proxy_secrets
-from ._security import Redactor
+from ._proxy import proxy_for
+from ._security import Redactor, url_credentials
 from ._version import __version__
 from .errors import APIConnectionError, APITimeoutError, FailureClass, InvalidRequestError
 
@@ -215,7 +215,7 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guard: AsyncGenerator[None] | None = None
         self._closed = False
-        self.redact = Redactor(settings.api_key, *proxy_secrets(proxy_for(settings)))
+        self.redact = Redactor(settings.api_key, *url_credentials(proxy_for(settings)))
         self._urls: dict[str, URL] = {}
         self._query_urls: dict[tuple[Any, ...], URL] = {}
         identity = {

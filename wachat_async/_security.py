@@ -14,11 +14,15 @@ How much of a secret counts as the secret depends on its length, so that a short
 - a secret of :data:`SHORT` characters or more is removed wherever any of its forms appears,
   and so is any :data:`FRAGMENT`-character run of them (8 characters of a key are too many to
   occur in ordinary text by chance);
-- a shorter secret is removed only where one of its forms stands alone, not glued to a letter
-  or digit on either side: ``Bearer k``, ``key=k&``, ``"dev"`` lose it, ``key`` and ``device``
-  keep their letters. The trade-off: a short secret written inside a longer word, or inside a
-  longer base64 text, stays; there it cannot be told from the letters around it anyway, and
-  hiding it would garble every message.
+- a shorter secret is removed only where one of its forms stands alone, its first and last
+  letters or digits not glued to another: ``Bearer k``, ``key=k&``, ``"dev"`` lose it, ``key``
+  and ``device`` keep their letters. The trade-off: a short secret written inside a longer
+  word, or inside a longer base64 text, stays; there it cannot be told from the letters
+  around it anyway, and hiding it would garble every message. (Its whole base64 form standing
+  alone, ``token=dGVzdA==``, is still removed.)
+
+A secret of 8 to 15 characters made of dictionary words (``localhost1``) still hides the
+pieces of it that ordinary text may hold (``localhos``): secrecy first, for a key that long.
 """
 
 from __future__ import annotations
@@ -141,8 +145,7 @@ class Redactor:
             for form in self._alone
             if form in folded
             for start, end in _occurrences(folded, form)
-            if not (start and folded[start - 1].isalnum())
-            and not (end < len(folded) and folded[end].isalnum())
+            if _stands_alone(folded, start, end)
         ]
         fragments = self._fragments
         if fragments:
@@ -179,6 +182,14 @@ class Redactor:
         margin = limit + 8 * self._longest
         clean = self(text[:margin])
         return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is not glued to a letter or digit: on a side where it ends
+    in one itself, the character beyond is not one (``Bearer k``, not ``key``)."""
+    glued_before = start > 0 and text[start].isalnum() and text[start - 1].isalnum()
+    glued_after = end < len(text) and text[end - 1].isalnum() and text[end].isalnum()
+    return not (glued_before or glued_after)
 
 
 def _occurrences(text: str, form: str) -> Iterable[tuple[int, int]]:

@@ -138,10 +138,26 @@ def test_a_short_key_is_removed_where_it_stands_as_the_key(key: str) -> None:
         (f'{{"apiKey": "{key.upper()}"}}', '{"apiKey": "***"}'),
         (f"https://x.example/a?apiKey={key}&b=1", "https://x.example/a?apiKey=***&b=1"),
         (f"Invalid or missing API key {key.lower()}.", "Invalid or missing API key ***."),
-        (f"token={base64.b64encode(key.encode()).decode()}", "token=***"),
         (key, "***"),
     ]:
         assert redact(text) == expected, text
+
+
+@pytest.mark.parametrize("key", ["test", "abc1", "demo", "sandbox", "u:pw"])
+def test_the_base64_of_a_short_key_is_removed_where_it_stands(key: str) -> None:
+    encoded = base64.b64encode(key.encode()).decode()
+    redact = Redactor(key)
+    assert redact(f"token={encoded}") == "token=***"
+    assert redact(f"Proxy-Authorization: Basic {encoded.rstrip('=')}") == (
+        "Proxy-Authorization: Basic ***"
+    )
+
+
+def test_the_base64_of_a_very_short_key_is_not_an_ordinary_word() -> None:
+    """The base64 of 1 to 3 characters is 2 to 4 letters: ``THE`` is ``Lq``'s."""
+    assert base64.b64encode(b"Lq") == b"THE="
+    text = "THE KEY IS WRONG; the key is wrong"
+    assert Redactor("Lq")(text) == text
 
 
 async def test_a_wrong_short_key_gets_a_readable_401(

@@ -18,8 +18,10 @@ How much of a secret counts as the secret depends on its length, so that a short
   letters or digits not glued to another: ``Bearer k``, ``key=k&``, ``"dev"`` lose it, ``key``
   and ``device`` keep their letters. The trade-off: a short secret written inside a longer
   word, or inside a longer base64 text, stays; there it cannot be told from the letters
-  around it anyway, and hiding it would garble every message. (Its whole base64 form standing
-  alone, ``token=dGVzdA==``, is still removed.)
+  around it anyway, and hiding it would garble every message. Its base64 standing alone
+  (``token=dGVzdA==``, ``Basic dTpwdw==``) is removed in its own case only, and only for a
+  secret of 4 characters or more: the base64 of fewer is two to four letters, and in any case
+  ``THE`` is the base64 of ``Lq``.
 
 A secret of 8 to 15 characters made of dictionary words (``localhost1``) still hides the
 pieces of it that ordinary text may hold (``localhos``): secrecy first, for a key that long.
@@ -43,6 +45,9 @@ REDACTED = "***"
 SHORT = 8
 #: The shortest run of a (long) secret's characters that is treated as a piece of it.
 FRAGMENT = 8
+#: A short secret's base64 shorter than this (the base64 of 1 to 3 bytes) is not looked for:
+#: it is two to four letters that ordinary words hold.
+_SHORT_BASE64 = 6
 #: A URL's ``scheme://``.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -59,19 +64,20 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def _encoded_forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` a server may echo back, lowercase (matching ignores case)."""
-    forms: set[str] = set()
+def _encoded_forms(secret: str) -> tuple[set[str], set[str]]:
+    """Every spelling of ``secret`` a server may echo back: its text (verbatim, JSON-escaped,
+    URL-encoded), lowercase since matching ignores case; and its base64, as it is."""
+    text: set[str] = set()
+    encoded: set[str] = set()
     for spelling in {secret, secret.lower(), secret.upper()}:
-        percent = {quote(spelling, safe=""), quote_plus(spelling, safe=""), quote(spelling)}
-        plain = {spelling, json.dumps(spelling)[1:-1], spelling.replace("/", "\\/")}
         raw = spelling.encode()
-        encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-        encoded |= {e.rstrip("=") for e in encoded}
-        forms |= plain | percent | encoded
+        text |= {spelling, json.dumps(spelling)[1:-1], spelling.replace("/", "\\/")}
+        text |= {quote(spelling, safe=""), quote_plus(spelling, safe=""), quote(spelling)}
+        whole = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        encoded |= whole | {e.rstrip("=") for e in whole}
         if len(secret) >= SHORT:  # a short secret's inner base64 is a few letters of any text
-            forms |= _base64_inside(raw)
-    return {_folded(f) for f in forms if f}
+            encoded |= _base64_inside(raw)
+    return {_folded(f) for f in text if f}, {e for e in encoded if e}
 
 
 def _base64_inside(raw: bytes) -> set[str]:
@@ -107,21 +113,30 @@ class Redactor:
     """Replaces every trace of some secrets (the API key, a proxy's credentials) in text with
     ``***``. Cheap when there is none."""
 
-    __slots__ = ("_alone", "_anywhere", "_fragments", "_longest")
+    __slots__ = ("_alone", "_alone_exact", "_anywhere", "_fragments", "_longest")
 
     def __init__(self, *secrets: str) -> None:
-        #: Forms of long secrets, hidden wherever they appear, longest first.
+        #: Forms of long secrets, hidden wherever they appear in any case, longest first.
         anywhere: set[str] = set()
-        #: Forms of short secrets, hidden only where they stand alone.
+        #: Text forms of short secrets, hidden in any case where they stand alone.
         alone: set[str] = set()
+        #: Base64 forms of short secrets, hidden in their own case where they stand alone: in
+        #: any case, two or three letters of base64 are ordinary words (``THE`` is ``Lq``).
+        alone_exact: set[str] = set()
         for secret in filter(None, secrets):
-            (anywhere if len(secret) >= SHORT else alone).update(_encoded_forms(secret))
+            text, encoded = _encoded_forms(secret)
+            if len(secret) >= SHORT:
+                anywhere |= text | {_folded(e) for e in encoded}
+            else:
+                alone |= text
+                alone_exact |= {e for e in encoded if len(e) >= _SHORT_BASE64}
         self._anywhere = sorted(anywhere, key=len, reverse=True)
         self._alone = sorted(alone - anywhere, key=len, reverse=True)
+        self._alone_exact = sorted(alone_exact, key=len, reverse=True)
         self._fragments = {
             form[i : i + FRAGMENT] for form in anywhere for i in range(len(form) - FRAGMENT + 1)
         }
-        self._longest = max(map(len, anywhere | alone), default=0)
+        self._longest = max(map(len, anywhere | alone | alone_exact), default=0)
 
     def __repr__(self) -> str:
         return "Redactor(***)"
@@ -146,6 +161,13 @@ class Redactor:
             if form in folded
             for start, end in _occurrences(folded, form)
             if _stands_alone(folded, start, end)
+        ]
+        hidden += [
+            (start, end)
+            for form in self._alone_exact
+            if form in text
+            for start, end in _occurrences(text, form)
+            if _stands_alone(text, start, end)
         ]
         fragments = self._fragments
         if fragments:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import FAST_RETRY
 from tests.edges import KEYS, Front, json_answer, leaks
-from wachat_async import AsyncWachat, AuthenticationError
+from wachat_async import APIConnectionError, AsyncWachat, AuthenticationError
 from wachat_async._security import FRAGMENT, SHORT, Redactor
 from wachat_async.testing import FakeWachat
 
@@ -250,3 +250,17 @@ def test_a_short_key_edged_with_punctuation_is_removed_against_letters() -> None
 def test_a_long_key_glued_to_other_letters_is_still_removed() -> None:
     key = "abcd1234efgh"
     assert Redactor(key)(f"token=xx{key.upper()}yy") == "token=xx***yy"
+
+
+async def test_a_network_failure_reads_well_with_a_short_key() -> None:
+    """aiohttp's own words (quoted in APIConnectionError) keep their letters."""
+    for key in SHORT_KEYS:
+        async with AsyncWachat(
+            key, base_url="http://127.0.0.1:9/api/v1", retry_policy=FAST_RETRY, max_retries=0
+        ) as wa:
+            with pytest.raises(APIConnectionError) as caught:
+                await wa.instances.list()
+        assert "***" not in str(caught.value), key
+        assert "Could not connect: ClientConnectorError: Cannot connect to host" in str(
+            caught.value
+        )

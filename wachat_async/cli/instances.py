@@ -61,7 +61,8 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
         ("logout", "log an instance out (unlink its phone), so that it can be deleted", run_logout),
         ("delete", "delete an instance (a connected one must be logged out first)", run_delete),
     ):
-        sub = add_command(ops, common, name, summary, description=_LOGOUT_NOTE)
+        about = summary if name == "state" else f"{summary}. {_LOGOUT_NOTE}"
+        sub = add_command(ops, common, name, summary, description=about)
         sub.add_argument("name", help=_API_NAME)
         sub.set_defaults(run=run)
     ops.choices["delete"].add_argument(

@@ -166,3 +166,17 @@ def test_sandbox_is_not_offered_on_the_sandbox_command(capsys: pytest.CaptureFix
     refused = main(capsys, "sandbox", "--sandbox")
     assert refused.code == 2
     assert "--sandbox" in refused.err
+
+
+def test_piped_create_wait_is_a_record_then_the_connected_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with FakeWachat.in_thread(api_keys={KEY}, auto_scan=0.2) as server:
+        done = main(capsys, *server_args(server), "instances", "create", "toko_wait", "--wait")
+    assert done.code == 0, done.err
+    created, connected = (
+        dict(f.split("=", 1) for f in line.split("\t")) for line in done.out.splitlines()
+    )
+    assert created["instance_name"] == "toko_wait"
+    assert connected["api_instance_name"] == created["api_instance_name"]
+    assert connected["state"] == "open"

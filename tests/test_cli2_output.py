@@ -180,3 +180,33 @@ def test_piped_create_wait_is_a_record_then_the_connected_state(
     assert created["instance_name"] == "toko_wait"
     assert connected["api_instance_name"] == created["api_instance_name"]
     assert connected["state"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("friendly", "one_line"),
+    [
+        ("cabang_jakarta_selatan_kebayoran_baru_blok_m", True),  # cut with an ellipsis
+        ("jakarta_selatan_kebayoran_baru_blok_m_plaza_lantai_dua_x", False),  # beyond that
+    ],
+)
+def test_long_names_at_80_columns_keep_the_api_name_whole(
+    friendly: str,
+    one_line: bool,
+    thread_server: FakeWachat,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Wachat(KEY, base_url=thread_server.base_url) as wa:
+        api_names = [wa.instances.create(f"{friendly}{n}").instance.api_instance_name for n in "12"]
+    done = terminal(monkeypatch, capsys, 80, *server_args(thread_server), "instances", "list")
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert all(len(line) <= 80 for line in lines), done.out
+    for api_name in api_names:
+        assert any(api_name in line.split() for line in lines), done.out
+    if one_line:
+        assert len(lines) == 2 + len(api_names)
+        assert "…" in done.out  # the friendly names, cut
+    else:  # a record each, of the columns that matter
+        assert "created_at" not in done.out
+        assert sum(line.startswith("state:") for line in lines) == len(api_names)

@@ -292,7 +292,9 @@ class Output:
         """Records as a table. Columns in ``whole`` are never cut nor wrapped (identifiers:
         API instance names, file names). On a terminal too narrow, the ``optional`` columns
         are left out (the first given first), then the others wrap, or with ``one_line`` are
-        cut with an ellipsis so that each row stays one line."""
+        cut with an ellipsis so that each row stays one line. When even that does not fit,
+        each record is shown as ``key: value`` lines (with ``one_line``, only the columns
+        left)."""
         if self.json:
             return
         if not self.interactive:
@@ -311,6 +313,10 @@ class Output:
             fit = self._fit(shown, widths, whole, None)
         if fit is None:
             fit = self._fit(shown, widths, whole, _CUT_WIDTH if one_line else _FOLDED_WIDTH)
+        if fit is None and one_line:  # the columns left, a record each (the rest is piped)
+            kept = [columns.index(c) for c in shown]
+            self._vertical(shown, [[line[i] for i in kept] for line in cells], title)
+            return
         if fit is None:
             self._vertical(columns, cells, title)
             return

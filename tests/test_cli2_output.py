@@ -60,6 +60,7 @@ def test_the_instance_table_at_80_columns_is_a_line_per_instance(
     lines = done.out.splitlines()
     assert all(len(line) <= 80 for line in lines), done.out
     assert len(lines) == len(shops) + 2  # a title, a header, a line per instance
+    assert not [line for line in lines if line.endswith(" ")]  # no padding after the end
     for api_name in shops:
         assert sum(api_name in line.split() for line in lines) == 1, done.out
     assert "│" not in done.out

@@ -40,6 +40,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -156,6 +157,13 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]]) -> dict[str,
         column: max([cell_len(column), *(cell_len(row[index]) for row in cells)])
         for index, column in enumerate(columns)
     }
+
+
+def _trimmed(line: list[Segment]) -> Text:
+    """A rendered line as text, without the blanks it ends with (a table pads its cells)."""
+    text = Text.assemble(*((s.text, s.style or "") for s in line if not s.control))
+    text.rstrip()
+    return text
 
 
 def _console(stream: TextIO) -> Console:
@@ -333,7 +341,8 @@ class Output:
             )
         for line in cells:
             table.add_row(*(Text(line[columns.index(c)]) for c in shown))
-        self.console.print(table)
+        for row in self.console.render_lines(table, pad=False):
+            self.console.print(_trimmed(row))
 
     def _fit(
         self,

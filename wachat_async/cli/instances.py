@@ -379,7 +379,7 @@ async def _logout(wa: AsyncWachat, api_name: str) -> str:
             raise
         raise OperationFailed(
             f"this server has no logout at {LOGOUT_METHOD} {LOGOUT_PATH} (the sandbox's; "
-            f"Wachat has not published its own), so {api_name} is still connected",
+            f"Wachat has not published its own), so {api_name} was not logged out",
             kind="LogoutUnavailable",
             hints=[
                 "log it out from the phone: WhatsApp > Linked devices > the device > Log out",

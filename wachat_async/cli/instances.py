@@ -37,7 +37,9 @@ _WAIT_TIMEOUT: float = (
 
 
 def add_commands(commands: Subcommands, common: Parser) -> None:
-    group = add_command(commands, common, "instances", "create, list, inspect, delete instances")
+    group = add_command(
+        commands, common, "instances", "create, list, inspect, log out, delete instances"
+    )
     ops = group.add_subparsers(dest="operation", required=True, metavar="OPERATION")
 
     create = add_command(ops, common, "create", "create an instance and show its QR code")
@@ -56,23 +58,26 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
     listing = add_command(ops, common, "list", "list the account's instances")
     listing.set_defaults(run=run_list)
 
-    for name, summary, run in (
-        ("state", "an instance's connection state", run_state),
-        ("logout", "log an instance out (unlink its phone), so that it can be deleted", run_logout),
-        ("delete", "delete an instance (a connected one must be logged out first)", run_delete),
-    ):
-        about = summary if name == "state" else f"{summary}. {_LOGOUT_NOTE}"
-        sub = add_command(ops, common, name, summary, description=about)
-        sub.add_argument("name", help=_API_NAME)
-        sub.set_defaults(run=run)
-    ops.choices["delete"].add_argument(
-        "--logout", action="store_true", help="log a connected instance out first"
+    state = add_command(ops, common, "state", "an instance's connection state")
+    state.set_defaults(run=run_state)
+    logout = _with_logout_note(ops, common, "logout", "log an instance out (unlink its phone)")
+    logout.set_defaults(run=run_logout)
+    delete = _with_logout_note(
+        ops, common, "delete", "delete an instance (a connected one must be logged out first)"
     )
+    delete.add_argument("--logout", action="store_true", help="log a connected instance out first")
+    delete.set_defaults(run=run_delete)
+    for sub in (state, logout, delete):
+        sub.add_argument("name", help=_API_NAME)
 
     qr = add_command(ops, common, "qr", "a fresh QR code for an instance waiting to be scanned")
     qr.add_argument("name", help=_API_NAME)
     _qr_options(qr, png="--png", show="--show")
     qr.set_defaults(run=run_qr)
+
+
+def _with_logout_note(ops: Subcommands, common: Parser, name: str, summary: str) -> Parser:
+    return add_command(ops, common, name, summary, description=f"{summary}. {_LOGOUT_NOTE}")
 
 
 _FIELD_HELP = {

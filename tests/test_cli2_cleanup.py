@@ -45,6 +45,7 @@ def test_a_connected_instance_is_logged_out_then_deleted_then_already_gone(
     assert f"instances logout {name}" in refused.err
     assert f"instances delete --logout {name}" in refused.err
     assert speaks_cli(refused.err), refused.err
+    assert KEY not in refused.err  # the commands to type name the server, never the key
     assert name in thread_server.instances
 
     logged_out = main(capsys, *base, "instances", "logout", name)
@@ -118,6 +119,11 @@ def test_a_shared_friendly_name_lists_the_candidates_and_touches_none(
         assert any(second in line and "connecting" in line for line in lines)
     assert {first, second} <= set(thread_server.instances)
     assert thread_server.instance(first).state == "open"
+    as_json = main(
+        capsys, *server_args(thread_server), "--json", "instances", "state", "jakarta_store"
+    )
+    assert as_json.code == 2
+    assert sorted(line.split()[0] for line in as_json.error()["next"]) == sorted([first, second])
 
 
 def test_the_sandbox_verbs_list_the_candidates_too(

@@ -51,8 +51,8 @@ def test_sandbox_prints_where_it_is_and_stops_on_ctrl_c() -> None:
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     text = "".join(lines) + rest
-    assert "api_key: my-own-sandbox-key" in text
-    assert "dev_phone_url: http://127.0.0.1:" in text
+    assert "api_key=my-own-sandbox-key" in text
+    assert "dev_phone_url=http://127.0.0.1:" in text
     assert "export WACHAT_BASE_URL=http://127.0.0.1:" in text
     assert "Sandbox stopped." in text
 
@@ -101,7 +101,7 @@ async def test_the_phone_and_the_customer_from_the_command_line() -> None:
 
             sent = await run("send", "text", name, "628111222333", "Terima kasih", environ=environ)
             assert sent.code == 0, sent.err
-            sent_id = sent.out.split("message_id: ")[1].split()[0]
+            sent_id = sent.out.split("message_id=")[1].split()[0]
             log = await run("--json", "sandbox", "sent", name, environ=environ)
             assert [(s["id"], s["body"]["message"]) for s in log.json()] == [
                 (sent_id, "Terima kasih")

@@ -5,10 +5,14 @@
     wachat sandbox --port 8099
 
 Modules: ``parser`` (the command line), ``output`` (all printing: rich, plain, JSON),
-``outcome`` (exit statuses, failures, interruptions), ``connect`` (the client), one module per
+``outcome`` (exit statuses, failures, interruptions), ``connect`` (the client), ``common``
+(what every command shares: the library's hints in the command line's words), one module per
 command group (``instances``, ``send``, ``provision``, ``sandbox``), ``broadcast`` (``send
 broadcast``), what provisioning and broadcasts read and write (``sheet``, ``recipients``,
 ``pngnames``, ``manifest``); ``control`` talks to a running sandbox.
+
+A bare ``wachat`` prints its help and exits 0 (as ``pip`` and ``docker`` do; ``git`` exits 1):
+asking what the command does is not a mistake, and nothing was attempted.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..errors import APIError
 from .outcome import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -35,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:  # here, not at the top: without the cli extra, say so instead of a traceback
         from . import instances, provision, sandbox, send
+        from .common import phrased_for_cli
         from .output import Output
-        from .parser import Command, parse, wants_json
+        from .parser import Command, build_parser, parse, wants_json
     except ImportError as exc:  # pragma: no cover - depends on the install
         sys.stderr.write(
             f"The wachat command needs the cli extra ({exc.name} is missing): "
@@ -44,9 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     out = Output(json_mode=wants_json(words))
+    groups = [group.add_commands for group in (instances, send, provision, sandbox)]
+    if not words:  # what a newcomer types first asks what the command does: not an error
+        build_parser(groups).print_help()
+        return EXIT_OK
     try:
-        groups = (instances, send, provision, sandbox)
-        args = parse(words, [group.add_commands for group in groups])
+        args = parse(words, groups)
         out = Output(json_mode=args.json)
         command: Command = args.run
         return asyncio.run(command(args, out))
@@ -59,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = failure_of(exc)
         if failure is None:
             raise  # a bug: its traceback is what a report needs
+        if isinstance(exc, APIError):
+            failure = phrased_for_cli(failure, exc)
         out.fail(failure)
         return failure.exit_code
 

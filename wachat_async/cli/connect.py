@@ -8,8 +8,10 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
-from .._config import API_KEY_ENV
+from .._config import API_KEY_ENV, BASE_URL_ENV
+from .._security import is_loopback_host
 from ..client import AsyncWachat
 from .outcome import CliError
 
@@ -17,6 +19,18 @@ from .outcome import CliError
 def sandbox_key() -> str:
     """A fresh key for a sandbox: it accepts only that one."""
     return "sandbox-" + secrets.token_hex(12)
+
+
+def _refuse_plain_http(base_url: str | None) -> None:
+    """The command never sends the key in clear beyond loopback, and has no option to: said
+    here in its own words (the library's error names a Python argument)."""
+    parts = urlsplit((base_url or "").strip())
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise CliError(
+            f"refusing to send the API key over plain http to {parts.hostname}: give an "
+            f"https:// --base-url (or ${BASE_URL_ENV}); plain http is for a sandbox on this "
+            "machine (127.0.0.1) only"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -27,6 +41,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[AsyncWachat]:
                 f"no API key: pass --api-key or set ${API_KEY_ENV} (or try the sandbox: "
                 "--sandbox, or `wachat sandbox`)"
             )
+        _refuse_plain_http(args.base_url or os.environ.get(BASE_URL_ENV))
         async with AsyncWachat(args.api_key, base_url=args.base_url, timeout=args.timeout) as wa:
             yield wa
         return

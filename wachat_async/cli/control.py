@@ -20,6 +20,7 @@ from .._config import API_KEY_ENV, BASE_URL_ENV
 from .._security import is_loopback_host
 from ..testing import API_PREFIX, CONTROL_PREFIX
 from .outcome import CliError, OperationFailed
+from .output import candidates
 
 #: The most a control answer may weigh (a delivery log can be long).
 _MAX_ANSWER = 16 * 1024 * 1024
@@ -53,9 +54,29 @@ class SandboxControl:
     async def instance_call(
         self, method: str, name: str, action: str = "", body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """``/instances/{name}/{action}``; ``name`` is an API name (or an unshared friendly one)."""
+        """``/instances/{name}/{action}``; ``name`` is an API name (or an unshared friendly one).
+        Refused for a friendly name that several instances share, it lists them."""
         path = f"/instances/{quote(name, safe='')}" + (f"/{action}" if action else "")
-        return await self.call(method, path, body)
+        try:
+            return await self.call(method, path, body)
+        except OperationFailed:
+            await self._refuse_shared_name(name)
+            raise
+
+    async def _refuse_shared_name(self, name: str) -> None:
+        """Say which instances ``name`` could mean, when it is the friendly name of several."""
+        listing = await self.call("GET", "/instances")
+        views = [v for v in listing.get("instances") or [] if isinstance(v, dict)]
+        if any(v.get("api_name") == name for v in views):
+            return
+        shared = [v for v in views if v.get("display_name") == name]
+        if len(shared) > 1:
+            raise CliError(
+                f"{len(shared)} instances have the friendly name {name}: give the API name of one",
+                hints=candidates(
+                    (str(v.get("api_name")), v.get("state"), v.get("created_at")) for v in shared
+                ),
+            )
 
     async def call(
         self, method: str, path: str, body: dict[str, Any] | None = None

@@ -6,27 +6,40 @@ import argparse
 import contextlib
 import inspect
 import shlex
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..client import AsyncWachat
-from ..errors import WachatError, WaitTimeoutError
-from ..models import CreatedInstance, InstanceState, Integration, QrCode
+from ..errors import APIError, ConflictError, NotFoundError, WachatError, WaitTimeoutError
+from ..models import CreatedInstance, InstanceInfo, InstanceState, Integration, QrCode
 from ..resources.instances import AsyncInstances
+from .common import LOGOUT_METHOD, LOGOUT_PATH, hint_code
 from .connect import connect
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
-from .outcome import EXIT_OK, OperationFailed, interrupted_as
-from .output import Output, to_jsonable, value
+from .outcome import EXIT_OK, CliError, OperationFailed, interrupted_as
+from .output import Output, candidates, to_jsonable, value
 from .parser import Parser, Subcommands, add_command, add_seconds
 
-_API_NAME = "API instance name (t1_..._store), as create printed it"
+T = TypeVar("T")
+
+_API_NAME = (
+    "API instance name (t1_..._store), as create printed it; a friendly name is looked up "
+    "when exactly one instance has it"
+)
+_LOGOUT_NOTE = (
+    f"Logout has no published path: the command sends {LOGOUT_METHOD} {LOGOUT_PATH} (what the "
+    "sandbox answers) and, where the server has none, says how else to log out."
+)
 _WAIT_TIMEOUT: float = (
     inspect.signature(AsyncInstances.wait_until_connected).parameters["timeout"].default
 )
 
 
 def add_commands(commands: Subcommands, common: Parser) -> None:
-    group = add_command(commands, common, "instances", "create, list, inspect, delete instances")
+    group = add_command(
+        commands, common, "instances", "create, list, inspect, log out, delete instances"
+    )
     ops = group.add_subparsers(dest="operation", required=True, metavar="OPERATION")
 
     create = add_command(ops, common, "create", "create an instance and show its QR code")
@@ -45,18 +58,26 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
     listing = add_command(ops, common, "list", "list the account's instances")
     listing.set_defaults(run=run_list)
 
-    for name, summary, run in (
-        ("state", "an instance's connection state", run_state),
-        ("delete", "delete an instance (log it out first)", run_delete),
-    ):
-        sub = add_command(ops, common, name, summary)
+    state = add_command(ops, common, "state", "an instance's connection state")
+    state.set_defaults(run=run_state)
+    logout = _with_logout_note(ops, common, "logout", "log an instance out (unlink its phone)")
+    logout.set_defaults(run=run_logout)
+    delete = _with_logout_note(
+        ops, common, "delete", "delete an instance (a connected one must be logged out first)"
+    )
+    delete.add_argument("--logout", action="store_true", help="log a connected instance out first")
+    delete.set_defaults(run=run_delete)
+    for sub in (state, logout, delete):
         sub.add_argument("name", help=_API_NAME)
-        sub.set_defaults(run=run)
 
     qr = add_command(ops, common, "qr", "a fresh QR code for an instance waiting to be scanned")
     qr.add_argument("name", help=_API_NAME)
     _qr_options(qr, png="--png", show="--show")
     qr.set_defaults(run=run_qr)
+
+
+def _with_logout_note(ops: Subcommands, common: Parser, name: str, summary: str) -> Parser:
+    return add_command(ops, common, name, summary, description=f"{summary}. {_LOGOUT_NOTE}")
 
 
 _FIELD_HELP = {
@@ -115,13 +136,13 @@ async def run_create(args: argparse.Namespace, out: Output) -> int:
                     hints=_continue(args, api_name),
                 )
             if not args.wait:
-                out.say("Every later command takes the API name: ", value(api_name))
+                out.note("Every later command takes the API name: ", value(api_name))
                 return EXIT_OK
             state = await _wait(wa, args, out, api_name, qrcode)
     if out.json:
         out.document({"event": "connected", "state": to_jsonable(state)})
     else:
-        out.say("Connected: ", value(api_name, "bold green"))
+        out.note("Connected: ", value(api_name, "bold green"))
         out.record(_state_fields(state))
     return EXIT_OK
 
@@ -171,7 +192,7 @@ def _show_created(
             }
         )
         return
-    out.say("Created ", value(instance.api_instance_name, "bold green"))
+    out.note("Created ", value(instance.api_instance_name, "bold green"))
     out.record(
         {
             "api_instance_name": instance.api_instance_name,
@@ -207,13 +228,13 @@ async def _wait(
         if out.json:
             out.document({"event": "qrcode", "api_instance_name": api_name, "qrcode": qrcode})
             return
-        out.say("A new QR code (the last one expired):", style="yellow")
+        out.note("A new QR code (the last one expired):", style="yellow")
         if qrcode.code:
             out.qr(qrcode.code, force=args.show_qr)
         if qrcode.pairing_code:
-            out.say("pairing code: ", value(qrcode.pairing_code))
+            out.note("pairing code: ", value(qrcode.pairing_code))
 
-    out.say("Waiting for the QR code to be scanned (WhatsApp > Linked devices); Ctrl-C to stop.")
+    out.note("Waiting for the QR code to be scanned (WhatsApp > Linked devices); Ctrl-C to stop.")
     try:
         return await wa.instances.wait_until_connected(
             api_name, timeout=args.wait_timeout, on_qr=on_qr
@@ -265,11 +286,14 @@ async def run_list(args: argparse.Namespace, out: Output) -> int:
         out.say("No instances.")
         return EXIT_OK
     columns = ["api_instance_name", "instance_name", "state", "number", "profile_name"]
+    columns.append("created_at")
     out.table(
-        [{c: getattr(i, c) for c in [*columns, "created_at"]} for i in infos],
-        [*columns, "created_at"],
-        title="Instances",
-        whole=["api_instance_name"],
+        [{c: getattr(i, c) for c in columns} for i in infos],
+        columns,
+        title=f"Instances ({len(infos)})",
+        whole=["api_instance_name", "state"],
+        optional=["profile_name", "number", "created_at"],
+        one_line=True,
     )
     return EXIT_OK
 
@@ -283,7 +307,7 @@ def _state_fields(state: InstanceState) -> dict[str, Any]:
 
 async def run_state(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wa:
-        state = await wa.instances.state(args.name)
+        state = await _by_name(wa, args.name, out, wa.instances.state)
     if out.json:
         out.document(state)
     else:
@@ -293,7 +317,7 @@ async def run_state(args: argparse.Namespace, out: Output) -> int:
 
 async def run_qr(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wa:
-        qrcode = await wa.instances.qr(args.name)
+        qrcode = await _by_name(wa, args.name, out, wa.instances.qr)
     if args.png is not None:
         qrcode.save(args.png)
     saved = None if args.png is None else str(args.png)
@@ -313,11 +337,103 @@ async def run_qr(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def run_delete(args: argparse.Namespace, out: Output) -> int:
+async def run_logout(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wa:
-        await wa.instances.delete(args.name)
+        api_name = await _by_name(wa, args.name, out, lambda name: _logout(wa, name))
     if out.json:
-        out.document({"deleted": args.name})
+        out.document({"logged_out": api_name})
     else:
-        out.say("Deleted ", value(args.name))
+        out.say("Logged out ", value(api_name), "; it can be deleted now")
     return EXIT_OK
+
+
+async def run_delete(args: argparse.Namespace, out: Output) -> int:
+    async def delete(name: str) -> str:
+        try:
+            await wa.instances.delete(name)
+        except ConflictError as exc:
+            if not args.logout:
+                raise OperationFailed(
+                    f"{name} is connected, and a connected instance cannot be deleted "
+                    f"({exc.status_code} {exc.message})",
+                    kind=type(exc).__name__,
+                    hints=[
+                        f"log it out first: {_again(args, 'instances', 'logout', name)}",
+                        f"or in one step: {_again(args, 'instances', 'delete', '--logout', name)}",
+                    ],
+                ) from None
+            await _logout(wa, name)
+            await wa.instances.delete(name)
+        return name
+
+    async with connect(args) as wa:
+        api_name = await _by_name(wa, args.name, out, delete, gone="is already gone")
+    if out.json:
+        out.document({"deleted": api_name})
+    else:
+        out.say("Deleted ", value(api_name))
+    return EXIT_OK
+
+
+async def _logout(wa: AsyncWachat, api_name: str) -> str:
+    """Log ``api_name`` out through the stand-in path; a server without it says how else."""
+    try:
+        await wa.request(LOGOUT_METHOD, LOGOUT_PATH, params={"instanceName": api_name})
+    except APIError as exc:
+        if exc.status_code not in (404, 405) or not await _is_instance(wa, api_name):
+            raise
+        raise OperationFailed(
+            f"this server has no logout at {LOGOUT_METHOD} {LOGOUT_PATH} (the sandbox's; "
+            f"Wachat has not published its own), so {api_name} was not logged out",
+            kind="LogoutUnavailable",
+            hints=[
+                "log it out from the phone: WhatsApp > Linked devices > the device > Log out",
+                f"a running `wachat sandbox`: wachat sandbox disconnect {api_name}",
+                "then delete it",
+            ],
+        ) from None
+    return api_name
+
+
+async def _is_instance(wa: AsyncWachat, api_name: str) -> bool:
+    return any(i.api_instance_name == api_name for i in await wa.instances.list())
+
+
+async def _by_name(
+    wa: AsyncWachat,
+    name: str,
+    out: Output,
+    call: Callable[[str], Awaitable[T]],
+    *,
+    gone: str = "is not there",
+) -> T:
+    """``call(name)`` for an API name; when no instance has that API name, for the one instance
+    whose friendly name it is (said first). Otherwise says why not: no instance has the name
+    (``name`` + ``gone``), or several have it as a friendly name (listed)."""
+    try:
+        return await call(name)
+    except NotFoundError as exc:
+        if hint_code(exc) == "not_wachat_base_url":
+            raise
+        infos = await wa.instances.list()
+        if any(i.api_instance_name == name for i in infos):  # the 404 was about something else
+            raise
+    friends = [i for i in infos if i.instance_name == name]
+    if len(friends) == 1:
+        api_name = friends[0].api_instance_name
+        out.note(f"{name} is the friendly name of ", value(api_name), ": using that")
+        return await call(api_name)
+    if friends:
+        raise CliError(
+            f"{len(friends)} instances have the friendly name {name}: give the API name of one",
+            hints=_candidates(friends),
+        )
+    raise OperationFailed(
+        f"{name} {gone}: no instance has that API name (nor that friendly name)",
+        kind="NotFoundError",
+        hints=["`wachat instances list` shows the instances there are"],
+    )
+
+
+def _candidates(infos: list[InstanceInfo]) -> list[str]:
+    return candidates((i.api_instance_name, i.state, i.created_at) for i in infos)

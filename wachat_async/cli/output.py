@@ -1,11 +1,13 @@
 """Everything the command prints, in its three forms.
 
-- **rich**: stdout is a terminal. Tables whose identifier columns (API instance names) are
-  never cut: when a table cannot show them whole at the terminal's width, the records are
-  shown one ``key: value`` per line instead. QR codes drawn, a progress bar (with a bar per
-  part below it: a broadcast's instances).
-- **plain**: stdout is a pipe or a file. No box drawing, no colour, no truncation: a table is
-  a tab-separated header line and one record per line; a record is ``key: value`` lines.
+- **rich**: stdout is a terminal. Prose is word-wrapped at the terminal's width. Tables are
+  compact (no box, times to the second) and never cut their identifier columns (API instance
+  names): a table too wide leaves out its optional columns, cuts the others with an ellipsis
+  or wraps them, and only as a last resort shows its records one ``key: value`` per line. QR
+  codes drawn, a progress bar (with a bar per part below it: a broadcast's instances).
+- **plain**: stdout is a pipe or a file. No box drawing, no colour, no truncation, no
+  wrapping, one record per line: a table is a tab-separated header line and a line per row; a
+  single record is one line of tab-separated ``key=value`` fields.
 - **json** (``--json``): one JSON document, or one JSON object per line for a stream; errors
   as ``{"error": {...}}`` on stderr.
 
@@ -22,7 +24,7 @@ import enum
 import json
 import re
 import sys
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -38,6 +40,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -55,6 +58,10 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 #: Columns a wrapping table may fold to this width at the least before it gives up on a table.
 _FOLDED_WIDTH = 24
+#: ... and a one-line table may cut them to this width (an ellipsis included).
+_CUT_WIDTH = 8
+#: Between two columns of a table on a terminal.
+_GAP = 2
 
 
 def literal(text: str) -> str:
@@ -79,6 +86,26 @@ def cell(value: object) -> str:
     if isinstance(value, datetime):
         value = value.isoformat()
     return literal(str(value))
+
+
+def short_time(when: datetime) -> str:
+    """A time for a person reading a table: to the second, as the server gave it
+    (``2026-12-04 02:50:23``)."""
+    return literal(when.replace(microsecond=0, tzinfo=None).isoformat(sep=" "))
+
+
+def candidates(instances: Iterable[tuple[str, object, object]]) -> list[str]:
+    """Instances a name could mean, a line each (API name, state, when created: a datetime or
+    ISO text), oldest first: for an error that asks which one."""
+    lines = []
+    for api_name, state, created in instances:
+        when = created
+        if isinstance(created, str):
+            with contextlib.suppress(ValueError):
+                when = datetime.fromisoformat(created)
+        shown = _table_cell(when) or "?"
+        lines.append((shown, f"{cell(api_name)}  {cell(state) or '?'}  created {shown}"))
+    return [line for _, line in sorted(lines)]
 
 
 def value(data: object, style: str = "bold") -> Text:
@@ -117,6 +144,26 @@ def dumps(data: Any) -> str:
 def _key(key: str, pad: int) -> tuple[str, str]:
     """``key: `` padded to line values up, dimmed on a terminal."""
     return f"{key}:".ljust(pad + 1) + " ", "dim"
+
+
+def _table_cell(data: object) -> str:
+    """A cell of a table on a terminal: as :func:`cell`, times to the second."""
+    return short_time(data) if isinstance(data, datetime) else cell(data)
+
+
+def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Each column's widest text, its header's included."""
+    return {
+        column: max([cell_len(column), *(cell_len(row[index]) for row in cells)])
+        for index, column in enumerate(columns)
+    }
+
+
+def _trimmed(line: list[Segment]) -> Text:
+    """A rendered line as text, without the blanks it ends with (a table pads its cells)."""
+    text = Text.assemble(*((s.text, s.style or "") for s in line if not s.control))
+    text.rstrip()
+    return text
 
 
 def _console(stream: TextIO) -> Console:
@@ -214,19 +261,29 @@ class Output:
             line.stylize(style)
         self._line(line)
 
+    def note(self, *parts: str | Text, style: str | None = None) -> None:
+        """A line for a person at a terminal only: piped, the output stays its records."""
+        if self.interactive:
+            self.say(*parts, style=style)
+
     def _line(self, line: Text) -> None:
         if self.interactive:
-            self.console.print(line)
+            self.console.print(line, soft_wrap=False)  # wrapped between words
         else:
             self.stdout.write(line.plain + "\n")
             self.stdout.flush()
 
     def record(self, fields: Mapping[str, object]) -> None:
-        """One record as ``key: value`` lines (empty values left out)."""
+        """One record (empty values left out): ``key: value`` lines on a terminal, one line of
+        tab-separated ``key=value`` fields elsewhere."""
         if self.json:
             return
         shown = {k: cell(v) for k, v in fields.items() if v is not None and v != ""}
-        pad = max((len(k) for k in shown), default=0) if self.interactive else 0
+        if not self.interactive:
+            self.stdout.write("\t".join(f"{k}={text}" for k, text in shown.items()) + "\n")
+            self.stdout.flush()
+            return
+        pad = max((len(k) for k in shown), default=0)
         for key, text in shown.items():
             self._line(Text.assemble(_key(key, pad), text))
 
@@ -237,44 +294,82 @@ class Output:
         *,
         title: str | None = None,
         whole: Collection[str] = (),
+        optional: Sequence[str] = (),
+        one_line: bool = False,
     ) -> None:
         """Records as a table. Columns in ``whole`` are never cut nor wrapped (identifiers:
-        API instance names, file names); the others may wrap on a terminal."""
+        API instance names, file names). On a terminal too narrow, the ``optional`` columns
+        are left out (the first given first), then the others wrap, or with ``one_line`` are
+        cut with an ellipsis so that each row stays one line. When even that does not fit,
+        each record is shown as ``key: value`` lines (with ``one_line``, only the columns
+        left)."""
         if self.json:
             return
-        cells = [[cell(row.get(c)) for c in columns] for row in rows]
         if not self.interactive:
-            for line in (list(columns), *cells):
+            lines = [list(columns), *([cell(row.get(c)) for c in columns] for row in rows)]
+            for line in lines:
                 self.stdout.write("\t".join(line) + "\n")
             self.stdout.flush()
             return
-        if not self._fits(columns, cells, whole):
+        cells = [[_table_cell(row.get(c)) for c in columns] for row in rows]
+        widths = _widths(columns, cells)
+        shown = list(columns)
+        dropping = [c for c in optional if c in shown]
+        fit = self._fit(shown, widths, whole, None)
+        while fit is None and dropping:  # leave out columns before cutting any
+            shown.remove(dropping.pop(0))
+            fit = self._fit(shown, widths, whole, None)
+        if fit is None:
+            fit = self._fit(shown, widths, whole, _CUT_WIDTH if one_line else _FOLDED_WIDTH)
+        if fit is None and one_line:  # the columns left, a record each (the rest is piped)
+            kept = [columns.index(c) for c in shown]
+            self._vertical(shown, [[line[i] for i in kept] for line in cells], title)
+            return
+        if fit is None:
             self._vertical(columns, cells, title)
             return
-        table = Table(title=title, title_justify="left", safe_box=True)
-        for index, column in enumerate(columns):
+        table = Table(
+            title=title, title_justify="left", box=None, pad_edge=False, header_style="bold"
+        )
+        for column in shown:
             keep = column in whole
-            widest = max((cell_len(c) for c in [column] + [r[index] for r in cells]), default=1)
             table.add_column(
                 column,
-                no_wrap=keep,
-                min_width=widest if keep else None,
-                overflow="ignore" if keep else "fold",
+                width=fit[column],
+                no_wrap=keep or one_line,
+                overflow="ignore" if keep else "ellipsis" if one_line else "fold",
             )
         for line in cells:
-            table.add_row(*(Text(c) for c in line))
-        self.console.print(table)
+            table.add_row(*(Text(line[columns.index(c)]) for c in shown))
+        for row in self.console.render_lines(table, pad=False):
+            self.console.print(_trimmed(row))
 
-    def _fits(self, columns: Sequence[str], cells: list[list[str]], whole: Collection[str]) -> bool:
-        """Whether a table shows ``whole`` columns in full, the others folded no narrower than
-        :data:`_FOLDED_WIDTH`, within the terminal's width."""
-        need = 3 * len(columns) + 1  # a border and a space either side of each column
-        for index, column in enumerate(columns):
-            widest = max([cell_len(column)] + [cell_len(r[index]) for r in cells])
-            need += widest if column in whole else min(widest, _FOLDED_WIDTH)
-        return need <= self.console.width
+    def _fit(
+        self,
+        shown: Sequence[str],
+        widths: Mapping[str, int],
+        whole: Collection[str],
+        floor: int | None,
+    ) -> dict[str, int] | None:
+        """Each shown column's width within the terminal's: ``whole`` columns as wide as their
+        widest cell, the others narrowed (the widest first) to ``floor`` at the least (None:
+        not narrowed); None when that is not enough."""
+        fit = {c: widths[c] for c in shown}
+        over = sum(fit.values()) + _GAP * (len(shown) - 1) - self.console.width
+        while over > 0:
+            narrowable = [
+                c for c in shown if c not in whole and floor is not None and fit[c] > floor
+            ]
+            if not narrowable:
+                return None
+            widest = max(narrowable, key=lambda c: fit[c])
+            fit[widest] -= 1
+            over -= 1
+        return fit
 
     def _vertical(self, columns: Sequence[str], cells: list[list[str]], title: str | None) -> None:
+        """The last resort of a table too wide: ``key: value`` lines, a blank line between
+        records."""
         if title:
             self.console.print(Text(literal(title), style="bold"))
         pad = max(len(c) for c in columns)
@@ -283,7 +378,7 @@ class Output:
                 self.console.print()
             for column, text in zip(columns, line, strict=True):
                 if text:
-                    self.console.print(Text.assemble(_key(column, pad), text))
+                    self._line(Text.assemble(_key(column, pad), text))
 
     def qr(self, code: str, *, force: bool = False) -> None:
         """Draw a QR code: on a terminal, or anywhere when ``force``d (on stderr in JSON mode,
@@ -330,10 +425,13 @@ class Output:
             else ("error: ", "bold red")
         )
         lines = [Text.assemble(first, literal(failure.text))]
-        lines += [Text("  " + literal(hint)) for hint in failure.hints]
-        for line in lines:
-            if self.errors.is_terminal:
-                self.errors.print(line)
+        lines += [Text(literal(hint)) for hint in failure.hints]
+        for number, line in enumerate(lines):
+            if self.errors.is_terminal:  # wrapped between words, the hints indented
+                indent = 2 if number else 0
+                for part in line.wrap(self.errors, max(self.errors.width - indent, 20)):
+                    part.rstrip()
+                    self.errors.print(Text(" " * indent) + part, soft_wrap=True)
             else:
-                self.stderr.write(line.plain + "\n")
+                self.stderr.write(("  " if number else "") + line.plain + "\n")
         self.stderr.flush()

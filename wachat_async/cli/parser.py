@@ -44,10 +44,19 @@ class Parser(argparse.ArgumentParser):
 Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
+#: Commands that are a sandbox themselves, or act on a running one: ``--sandbox`` (a sandbox
+#: inside the command) is not offered there.
+_SANDBOX_COMMAND = "sandbox"
+
+
 def add_command(
     commands: Subcommands, common: Parser, name: str, summary: str, **kwargs: Any
 ) -> Parser:
-    """A command of the tree: it takes the global options too."""
+    """A command of the tree: it takes the global options too (but ``--sandbox`` not under
+    ``wachat sandbox``)."""
+    within = getattr(commands, "_prog_prefix", "").split()[1:]  # "wachat instances" -> below
+    if _SANDBOX_COMMAND in [*within, name]:
+        common = global_options(sandbox=False)
     return commands.add_parser(
         name,
         parents=[common],
@@ -57,8 +66,9 @@ def add_command(
     )
 
 
-def global_options() -> Parser:
-    """The options every parser of the tree takes, before or after the command."""
+def global_options(*, sandbox: bool = True) -> Parser:
+    """The options every parser of the tree takes, before or after the command (without
+    ``--sandbox`` unless ``sandbox``)."""
     common = Parser(add_help=False)
     group = common.add_argument_group("global options (before or after the command)")
     group.add_argument(
@@ -69,12 +79,13 @@ def global_options() -> Parser:
         default=argparse.SUPPRESS,
         help=f"API base URL (default: ${BASE_URL_ENV}, else Wachat's)",
     )
-    group.add_argument(
-        "--sandbox",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="run a fake Wachat inside this command and use it (it forgets all at exit)",
-    )
+    if sandbox:
+        group.add_argument(
+            "--sandbox",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="run a fake Wachat inside this command and use it (it forgets all at exit)",
+        )
     group.add_argument(
         "--json",
         action="store_true",

@@ -336,7 +336,8 @@ async def test_a_browser_that_goes_away_is_forgotten(
 ) -> None:
     monkeypatch.setattr(DevPhone, "keepalive", 0.05)
     reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
-    writer.write(b"GET /_sandbox/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    host = f"127.0.0.1:{sandbox.port}".encode()
+    writer.write(b"GET /_sandbox/events HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     await writer.drain()
     assert b"text/event-stream" in await reader.readuntil(b"\r\n\r\n")
     assert sandbox._changes.watchers == 1

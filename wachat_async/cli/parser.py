@@ -57,8 +57,9 @@ def add_command(
     )
 
 
-def global_options() -> Parser:
-    """The options every parser of the tree takes, before or after the command."""
+def global_options(*, sandbox: bool = True) -> Parser:
+    """The options every parser of the tree takes, before or after the command (without
+    ``--sandbox`` for the commands that are a sandbox or act on one)."""
     common = Parser(add_help=False)
     group = common.add_argument_group("global options (before or after the command)")
     group.add_argument(
@@ -69,12 +70,13 @@ def global_options() -> Parser:
         default=argparse.SUPPRESS,
         help=f"API base URL (default: ${BASE_URL_ENV}, else Wachat's)",
     )
-    group.add_argument(
-        "--sandbox",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="run a fake Wachat inside this command and use it (it forgets all at exit)",
-    )
+    if sandbox:
+        group.add_argument(
+            "--sandbox",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="run a fake Wachat inside this command and use it (it forgets all at exit)",
+        )
     group.add_argument(
         "--json",
         action="store_true",

@@ -59,6 +59,13 @@ async def test_the_default_port_is_kept_and_a_taken_one_is_replaced(
     assert (again.port, taken) == (free_port, False)
 
 
+def test_a_bad_allowed_host_is_a_usage_error() -> None:
+    done = wachat("sandbox", "--port", "0", "--allow-host", "sandbox:port", environ=env())
+    assert done.code == 2
+    assert "--allow-host" in done.err
+    assert "Traceback" not in done.err
+
+
 def read_until(process_out: object, marker: str) -> list[str]:
     lines: list[str] = []
     while not lines or marker not in lines[-1]:

@@ -140,9 +140,16 @@ async def test_the_sandbox_answers_for_its_own_addresses(
     assert sandbox.instance(waiting).state == "open"
 
 
+def test_an_allowed_host_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a host name"):
+        FakeWachat(api_keys={KEY}, allowed_hosts=["sandbox:port"])
+
+
 async def test_bound_to_every_address_any_ip_is_its_own_but_no_other_name() -> None:
     async with (
-        FakeWachat(api_keys={KEY}, host="0.0.0.0", allowed_hosts=["sandbox"]) as server,
+        FakeWachat(
+            api_keys={KEY}, host="0.0.0.0", allowed_hosts=["sandbox", "Mapped.Example:9000"]
+        ) as server,
         aiohttp.ClientSession() as http,
     ):
         url = f"{root(server)}/_sandbox/instances"
@@ -155,6 +162,9 @@ async def test_bound_to_every_address_any_ip_is_its_own_but_no_other_name() -> N
             (f"evil.example:{server.port}", 421),
             (f"192.0.2.7:{server.port + 1}", 421),
             (f"sandbox.evil.example:{server.port}", 421),
+            ("mapped.example:9000", 200),  # a port mapping's address, as allowed
+            (f"mapped.example:{server.port}", 421),  # that name on another port: not allowed
+            ("sandbox:9000", 421),
         ]:
             async with http.get(url, headers=auth | {"Host": host}) as resp:
                 assert resp.status == status, host

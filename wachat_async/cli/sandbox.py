@@ -180,15 +180,18 @@ async def _start(args: argparse.Namespace, key: str) -> tuple[FakeWachat, bool]:
     from ..testing import FakeWachat
 
     def on(port: int) -> FakeWachat:
-        return FakeWachat(
-            api_keys={key},
-            host=args.host,
-            port=port,
-            auto_scan=args.auto_scan,
-            send_rate_limit=args.rate_limit,
-            strict=args.strict,
-            allowed_hosts=args.allow_host,
-        )
+        try:
+            return FakeWachat(
+                api_keys={key},
+                host=args.host,
+                port=port,
+                auto_scan=args.auto_scan,
+                send_rate_limit=args.rate_limit,
+                strict=args.strict,
+                allowed_hosts=args.allow_host,
+            )
+        except ValueError as exc:
+            raise CliError(f"--allow-host: {exc}") from None
 
     server = on(DEFAULT_PORT if args.port is None else args.port)
     try:

@@ -17,9 +17,10 @@ the page):
     + "sent" + "received"], "deliveries": [...]}``, the newest :data:`SNAPSHOT_MESSAGES`
     messages and :data:`SNAPSHOT_DELIVERIES` deliveries), then each change as it happens
     (kinds and data in :mod:`._changes`), each as ``id``/``event``/``data`` lines, with a
-    comment line every :attr:`DevPhone.keepalive` seconds. The stream ends when the server
-    closes, or when this watcher falls too far behind (a ``reset`` event first): reconnect
-    and a new snapshot follows.
+    comment line every :attr:`DevPhone.keepalive` seconds. A stream whose connection is lost
+    (a closed tab) frees its place among the :attr:`DevPhone.max_streams` at once. The stream
+    ends when the server closes, or when this watcher falls too far behind (a ``reset`` event
+    first): reconnect and a new snapshot follows.
 
 **Authorization.** The event stream is a control endpoint like the others: open on a loopback
 host, else it needs ``Authorization: Bearer <key>``. There is no key in a query string: the page

@@ -94,9 +94,9 @@ _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
-def _split_authority(authority: str) -> tuple[str, int] | None:
+def _split_authority(authority: str) -> tuple[str, int | None] | None:
     """``host[:port]`` or ``[v6][:port]`` as (lower-case host, brackets and a final dot
-    removed; port, 80 when absent); None when it is neither."""
+    removed; port, None when absent); None when it is neither."""
     text = authority.strip().lower()
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -108,14 +108,15 @@ def _split_authority(authority: str) -> tuple[str, int] | None:
         has_port = bool(colon)
     if not host or (has_port and not port.isdigit()):
         return None
-    return host.removesuffix("."), int(port) if has_port else 80
+    return host.removesuffix("."), int(port) if has_port else None
 
 
 class SiteGuard:
     """Keeps other web pages from driving a sandbox on this machine.
 
     - **DNS rebinding**: a request whose ``Host`` is not an address of the sandbox (a loopback
-      name or the bound host, with its port, or one of ``allowed_hosts``) gets 421. A page on
+      name or the bound host, with its port, or one of ``allowed_hosts``: ``name`` on that
+      port, or ``name:port`` as a port mapping shows it) gets 421. A page on
       ``evil.example`` whose name is made to resolve to 127.0.0.1 sends its own name.
       Bound to a wildcard (``0.0.0.0``, ``::``), any IP address is one of the sandbox's:
       an address cannot be rebound.
@@ -140,7 +141,14 @@ class SiteGuard:
     ) -> None:
         bound = bound_host.strip("[]").lower()
         self._wildcard = bound in _WILDCARDS
-        self._names = _LOOPBACK_NAMES | {bound} | {h.strip("[]").lower() for h in allowed_hosts}
+        self._names = _LOOPBACK_NAMES | {bound}
+        # ``name`` (on the bound port) or ``name:port`` (as a port mapping shows it).
+        self._extra: list[tuple[str, int | None]] = []
+        for allowed in allowed_hosts:
+            split = _split_authority(allowed)
+            if split is None:
+                raise ValueError(f"allowed_hosts: {allowed!r} is not a host name[:port]")
+            self._extra.append(split)
         if self._wildcard:
             self._names |= {socket.gethostname().lower()}
         self._port = port
@@ -152,8 +160,11 @@ class SiteGuard:
         split = _split_authority(authority)
         if split is None:
             return False
-        host, port = split
-        return port == self._port() and (host in self._names or (self._wildcard and _is_ip(host)))
+        host, port = split[0], split[1] or 80
+        bound = self._port()
+        if any(host == name and port == (given or bound) for name, given in self._extra):
+            return True
+        return port == bound and (host in self._names or (self._wildcard and _is_ip(host)))
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """The answer refusing ``request``; None when it may be served."""
@@ -163,7 +174,8 @@ class SiteGuard:
             return error_response(
                 421,
                 f"This sandbox does not answer for Host {host!r}: use the address it printed "
-                f"(http://127.0.0.1:{self._port()}), or start it allowing that host",
+                f"(http://127.0.0.1:{self._port()}), or let it answer for that name "
+                "(wachat sandbox --allow-host NAME[:PORT]; FakeWachat(allowed_hosts=[...]))",
             )
         if request.method in _SAFE_METHODS and not self._guarded_reads(request.path):
             return None

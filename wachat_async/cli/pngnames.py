@@ -5,7 +5,10 @@ The name is a slug: ASCII letters (accents dropped), digits, ``.``, ``_`` and ``
 case, at most :data:`SLUG_CHARS` characters. When the slug is the friendly name itself, that is
 the file name (``store_0007.png``). Otherwise (the slug changed the name, or the name looks
 like a hashed one, or is a name Windows reserves) :data:`HASH_CHARS` hex digits of the SHA-256
-of the exact name follow it (``north_1-3f2a9c01b7de.png`` for ``north/1``).
+of the exact name follow it (``north_1-3f2a9c01b7de.png`` for ``north/1``). Windows reserves
+device names (``CON``, ``PRN``, ``AUX``, ``NUL``, ``COM0``-``COM9``, ``LPT0``-``LPT9``, in any
+case and with superscript digits, which the slug makes plain ones) as the part of a file name
+before its first dot: a slug whose part is one gets ``_`` after it (``prn_.txt-<hash>.png``).
 
 So two names never share a file: unchanged names keep themselves (lower case only, so not even
 a case-insensitive file system folds two together, and they never end like a hashed name);
@@ -45,4 +48,11 @@ def png_name(instance_name: str) -> str:
     ):
         return f"{slug}.png"
     digest = hashlib.sha256(instance_name.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{slug or 'instance'}-{digest[:HASH_CHARS]}.png"
+    return f"{_not_a_device(slug) or 'instance'}-{digest[:HASH_CHARS]}.png"
+
+
+def _not_a_device(slug: str) -> str:
+    """``slug`` with ``_`` after its part before the first dot when that part is a device name
+    (``prn.txt`` -> ``prn_.txt``): Windows reads ``prn.txt-<hash>.png`` as the printer."""
+    head, dot, rest = slug.partition(".")
+    return f"{head}_{dot}{rest}" if dot and head in _RESERVED else slug

@@ -1,7 +1,7 @@
 """``wachat sandbox``: run a fake Wachat until Ctrl-C; and, with a verb, act on a running one as
 the phone and the customer (through its control endpoints, :mod:`.control`).
 
-    wachat sandbox --port 8099 --auto-scan 5          # serve; prints base URL, key, dev phone
+    wachat sandbox --auto-scan 5                      # serve; prints base URL, key, dev phone
     wachat sandbox scan t1_..._store                  # the phone scans the QR code
     wachat sandbox message t1_..._store --from 628111222333 "Hi!"   # a customer writes
     wachat sandbox sent t1_..._store                  # what the bot sent
@@ -12,22 +12,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import API_KEY_ENV, BASE_URL_ENV
 from .connect import sandbox_key
 from .control import SandboxControl
 from .outcome import EXIT_OK, CliError
 from .output import Output, value
-from .parser import Parser, Subcommands, add_command
+from .parser import Parser, Subcommands, add_command, global_options
+
+if TYPE_CHECKING:
+    from ..testing import FakeWachat
 
 _NAME = "the instance's API name (or its friendly name, when no other instance has it)"
 
+#: The sandbox's port unless told otherwise, so that exported URLs outlive a restart.
+DEFAULT_PORT = 8765
+
 
 def add_commands(commands: Subcommands, common: Parser) -> None:
+    common = global_options(sandbox=False)  # the sandbox is not run inside itself
     sandbox = add_command(
         commands,
         common,
@@ -35,8 +44,11 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
         "run a fake Wachat until Ctrl-C; or, with a verb, act on a running one as the phone "
         "and the customer",
         description="Without a verb: run a fake Wachat (the sandbox) until Ctrl-C and print its "
-        "base URL, the API key it accepts, its dev phone page and its control URL. With a "
-        "verb: act on a running sandbox (found from --base-url or $WACHAT_BASE_URL).",
+        "base URL, the API key it accepts, its dev phone page and its control URL. It keeps "
+        f"its address and key across restarts: port {DEFAULT_PORT} (another free one, said at "
+        f"start, when that is taken), and the key --api-key gives, else ${API_KEY_ENV}, else a "
+        "new random one (printed; a key from the environment is not). With a verb: act on a "
+        f"running sandbox (found from --base-url or ${BASE_URL_ENV}).",
     )
     serve = sandbox.add_argument_group("serving")
     serve.add_argument(
@@ -45,7 +57,19 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
         help="address to listen on (default: 127.0.0.1; beyond loopback, the control "
         "endpoints ask for the key)",
     )
-    serve.add_argument("--port", type=int, default=0, help="default: any free port")
+    serve.add_argument(
+        "--port",
+        type=int,
+        help=f"port to listen on (default: {DEFAULT_PORT}, else any free one; 0: any free one)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name it answers for (as other containers reach it; by default only "
+        "its own address, against DNS rebinding)",
+    )
     serve.add_argument(
         "--auto-scan",
         type=float,
@@ -96,38 +120,95 @@ def add_commands(commands: Subcommands, common: Parser) -> None:
 
 
 async def run_serve(args: argparse.Namespace, out: Output) -> int:
-    from ..testing import FakeWachat
-
     if args.sandbox:
         raise CliError("`wachat sandbox` is the sandbox: leave out --sandbox")
-    key = args.api_key or sandbox_key()  # given here, it is the sandbox's own, chosen for it
-    server = FakeWachat(
-        api_keys={key},
-        host=args.host,
-        port=args.port,
-        auto_scan=args.auto_scan,
-        send_rate_limit=args.rate_limit,
-        strict=args.strict,
-    )
+    # Given here or in the environment, it is the sandbox's own key, chosen for it; one from
+    # the environment may be a real one, so it is not printed.
+    env_key = os.environ.get(API_KEY_ENV, "").strip()
+    key = args.api_key or env_key or sandbox_key()
+    from_env = not args.api_key and key == env_key
     with _until_stopped() as stopped:
-        async with server:
+        server, taken = await _start(args, key)
+        try:
             where = {
                 "base_url": server.base_url,
-                "api_key": key,
+                "api_key": None if from_env else key,
                 "dev_phone_url": server.dev_phone_url,
                 "control_url": server.control_url,
             }
             if out.json:
                 out.document(where)
             else:
-                out.say("Wachat sandbox running; Ctrl-C to stop.", style="bold green")
-                out.record(where)
-                out.say("For other programs (and the sandbox verbs):")
-                out.say(f"  export {BASE_URL_ENV}={server.base_url}")
-                out.say(f"  export {API_KEY_ENV}={key}")
+                _say_where(out, server, where, key=key, from_env=from_env, taken=taken)
             await stopped.wait()
+        finally:
+            await server.close()
     out.say("Sandbox stopped.")
     return EXIT_OK
+
+
+def _say_where(
+    out: Output,
+    server: FakeWachat,
+    where: Mapping[str, object],
+    *,
+    key: str,
+    from_env: bool,
+    taken: bool,
+) -> None:
+    out.say("Wachat sandbox running; Ctrl-C to stop.", style="bold green")
+    if taken:
+        out.say(
+            f"Port {DEFAULT_PORT} is taken (another sandbox?): using {server.port}, which a "
+            "restart may not get again (--port keeps one)."
+        )
+    out.record({**where, "api_key": f"${API_KEY_ENV} (not shown)" if from_env else key})
+    out.say("For other programs (and the sandbox verbs):")
+    out.say(f"  export {BASE_URL_ENV}={server.base_url}")
+    if not from_env:
+        out.say(f"  export {API_KEY_ENV}={key}")
+    port = "" if taken else " port and"  # a taken default port: said above
+    if from_env:
+        out.say(f"A restart keeps this{port} key.")
+    else:
+        out.say(f"A restart keeps this{port} key when {API_KEY_ENV} is exported as above.")
+
+
+async def _start(args: argparse.Namespace, key: str) -> tuple[FakeWachat, bool]:
+    """The started sandbox, on ``--port``; by default on :data:`DEFAULT_PORT`, or any free
+    port when that is taken (then True, to say so)."""
+    from ..testing import FakeWachat
+
+    def on(port: int) -> FakeWachat:
+        try:
+            return FakeWachat(
+                api_keys={key},
+                host=args.host,
+                port=port,
+                auto_scan=args.auto_scan,
+                send_rate_limit=args.rate_limit,
+                strict=args.strict,
+                allowed_hosts=args.allow_host,
+            )
+        except ValueError as exc:
+            raise CliError(f"--allow-host: {exc}") from None
+
+    server = on(DEFAULT_PORT if args.port is None else args.port)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        if args.port is not None:
+            raise CliError(
+                f"port {args.port} is taken (another sandbox?)",
+                hint="stop the other one, or pick another port (--port 0: any free one)",
+            ) from None
+        server = on(0)
+        await server.start()
+        return server, True
+    return server, False
 
 
 @contextlib.contextmanager
@@ -233,6 +314,8 @@ async def run_deliveries(args: argparse.Namespace, out: Output) -> int:
     log: list[dict[str, Any]] = answer.get("deliveries") or []
     rows = [{**item, "at": _when(item.get("at"))} for item in log]
     columns = ["at", "event", "instance", "webhook_id", "status", "error"]
+    if any(item.get("url") for item in log):  # where each went, when the sandbox says
+        columns.insert(4, "url")
     return _listing(out, log, rows, "Webhook deliveries", columns)
 
 
@@ -248,7 +331,7 @@ def _listing(
     elif not rows:
         out.say(f"{title}: none yet.")
     else:
-        out.table(rows, columns, title=title, whole=["id", "instance"])
+        out.table(rows, columns, title=title, whole=["id", "instance", "url"])
     return EXIT_OK
 
 

@@ -55,7 +55,9 @@ base64 (a data: URI), count}`` while it waits for a scan, else null), ``sent_cou
 control is open to anyone who can reach it, which is only this machine. Bound elsewhere
 (``0.0.0.0``, a LAN address), every control request needs ``Authorization: Bearer <one of
 the server's API keys>`` (401 otherwise), the event stream included; only the dev phone
-page's own files (which hold no data) are served without it.
+page's own files (which hold no data) are served without it. Wherever it is bound, a request
+with a foreign ``Host`` (421) or from another site's page (403) is refused first: see
+:class:`~wachat_async.testing._web.SiteGuard`.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ the page):
     + "sent" + "received"], "deliveries": [...]}``, the newest :data:`SNAPSHOT_MESSAGES`
     messages and :data:`SNAPSHOT_DELIVERIES` deliveries), then each change as it happens
     (kinds and data in :mod:`._changes`), each as ``id``/``event``/``data`` lines, with a
-    comment line every :attr:`DevPhone.keepalive` seconds. The stream ends when the server
-    closes, or when this watcher falls too far behind (a ``reset`` event first): reconnect
-    and a new snapshot follows.
+    comment line every :attr:`DevPhone.keepalive` seconds. A stream whose connection is lost
+    (a closed tab) frees its place among the :attr:`DevPhone.max_streams` at once. The stream
+    ends when the server closes, or when this watcher falls too far behind (a ``reset`` event
+    first): reconnect and a new snapshot follows.
 
 **Authorization.** The event stream is a control endpoint like the others: open on a loopback
 host, else it needs ``Authorization: Bearer <key>``. There is no key in a query string: the page
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -57,17 +59,8 @@ _FILES = {
 #: Names of the routes served without a key (the page itself, which holds no data).
 PUBLIC_ROUTES = frozenset({"devphone.redirect", "devphone.file"})
 
-_PAGE_HEADERS = {
-    # Everything from this server; images of sent media may come from anywhere.
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data: http: https:; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+# Beside the policy every answer has (``_web.SECURITY_HEADERS``): always the newest page.
+_PAGE_HEADERS = {"Cache-Control": "no-store"}
 
 
 @functools.cache  # read once per process, not at every server start
@@ -139,6 +132,8 @@ class DevPhone:
         # the snapshot is in the subscription, and none before it.
         subscription = self._changes.subscribe()
         snapshot = self.snapshot()
+        # A closed tab frees its slot now, not at the next write (keep-alive) that would fail.
+        watch = _ConnectionWatch.install(request, subscription.end)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -168,9 +163,60 @@ class DevPhone:
             if request.transport is not None:
                 request.transport.abort()
         finally:
+            if watch is not None:
+                watch.remove()
             subscription.end()
         return response
 
     async def _write(self, response: web.StreamResponse, data: bytes) -> None:
         async with asyncio.timeout(self.write_timeout):
             await response.write(data)
+
+
+class _ConnectionWatch(asyncio.Protocol):
+    """Stands between a connection's transport and aiohttp's protocol to call ``on_lost`` as
+    soon as the connection is lost (aiohttp tells a handler only when its next write fails).
+    Everything else passes through unchanged."""
+
+    def __init__(
+        self, transport: asyncio.Transport, inner: asyncio.Protocol, on_lost: Callable[[], None]
+    ) -> None:
+        self._transport = transport
+        self._inner = inner
+        self._on_lost = on_lost
+
+    @classmethod
+    def install(cls, request: web.Request, on_lost: Callable[[], None]) -> _ConnectionWatch | None:
+        """Watch ``request``'s connection (None when it cannot be watched: then only a failed
+        write reveals its loss)."""
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            on_lost()  # already gone
+            return None
+        inner = transport.get_protocol()
+        if not isinstance(transport, asyncio.Transport) or not isinstance(inner, asyncio.Protocol):
+            return None
+        watch = cls(transport, inner, on_lost)
+        transport.set_protocol(watch)
+        return watch
+
+    def remove(self) -> None:
+        """Give the connection back to aiohttp's protocol (it may serve another request)."""
+        if self._transport.get_protocol() is self:
+            self._transport.set_protocol(self._inner)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()

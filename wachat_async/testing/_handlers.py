@@ -9,6 +9,7 @@ management. Each handler checks its input (:mod:`._validation`), asks the sandbo
 from __future__ import annotations
 
 import base64
+import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from ._validation import (
     check_text,
     check_webhook,
 )
-from ._web import Refused, error_response, json_object
+from ._web import FRAMEABLE_PAGE_CSP, Refused, error_response, json_object
 
 # A 1x1 baseline JPEG: the profile picture of every connected fake instance.
 PROFILE_JPEG = base64.b64decode(
@@ -192,12 +193,14 @@ class ApiHandlers:
             content = "<h2>WhatsApp connected &#10003;</h2>"
         else:
             self._sandbox.freshen_qr(inst)
-            content = f'<img src="{inst.qr_data_uri}" width="264" height="264" alt="QR">'
+            uri = html.escape(inst.qr_data_uri or "")
+            content = f'<img src="{uri}" width="264" height="264" alt="QR">'
         page = (
             f'<!doctype html><html><head><meta http-equiv="refresh" content="5"><title>'
-            f"{inst.display_name}</title></head><body>{content}</body></html>"
+            f"{html.escape(inst.display_name)}</title></head><body>{content}</body></html>"
         )
-        return web.Response(text=page, content_type="text/html")
+        headers = {"Content-Security-Policy": FRAMEABLE_PAGE_CSP, "Cache-Control": "no-store"}
+        return web.Response(text=page, content_type="text/html", headers=headers)
 
     async def _profile_picture(self, request: web.Request) -> web.Response:
         inst = self._find(request)

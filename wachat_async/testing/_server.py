@@ -42,6 +42,7 @@ from ._gate import API_PREFIX, Exchange, Gate, RecordedRequest
 from ._handlers import ApiHandlers
 from ._pacing import Pacing
 from ._state import FakeInstance, FakeWebhook, Sandbox
+from ._web import SiteGuard
 
 T = TypeVar("T")
 
@@ -50,6 +51,8 @@ QR_EXPIRY_TASK = "FakeWachat QR expiry"
 
 #: Where the dev phone page is served (see ``_devphone``).
 DEV_PHONE_PATH = CONTROL_PREFIX + "/phone/"
+#: The dev phone's event stream: a read, yet refused to other sites (each holds a slot).
+EVENTS_PATH = CONTROL_PREFIX + "/events"
 
 
 class _Forward(Generic[T]):
@@ -93,6 +96,12 @@ class FakeWachat:
     ``auto_scan`` connects each new ``WHATSAPP-BAILEYS`` instance that many seconds after its
     creation, as if a phone scanned it (for unattended demos). ``send_rate_limit`` and
     ``strict`` switch on the pacing rules (see :meth:`limit_sends` and :meth:`set_strict`).
+
+    Only this machine's programs and the server's own pages may drive it: a request whose
+    ``Host`` is not the server's address (a loopback name or ``host``, with ``port``) is
+    refused (421, against DNS rebinding), and so is a request from another site's page that
+    may change something (403). ``allowed_hosts`` adds names it answers for (``sandbox``, as
+    other containers reach it). See :class:`~wachat_async.testing._web.SiteGuard`.
     """
 
     qr_ttl = _Forward[float]("_sandbox")
@@ -113,13 +122,15 @@ class FakeWachat:
         auto_scan: float | None = None,
         send_rate_limit: int | None = None,
         strict: bool = False,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.api_keys = set(api_keys)
         if not self.api_keys:
             raise ValueError("FakeWachat needs at least one API key")
         self.host = host
         self.port = port
-        #: What the server really did: ``created``, ``deleted``, ``sent``, ``faults.<kind>``, ...
+        #: What the server really did: ``created``, ``deleted``, ``sent``, ``faults.<kind>``,
+        #: ``refused.host`` and ``refused.cross_site`` (see :class:`SiteGuard`), ...
         self.stats: Counter[str] = Counter()
         self.faults = FaultPlan()
         self._changes = Changes()
@@ -136,6 +147,13 @@ class FakeWachat:
         )
         self._gate = Gate(
             api_keys=lambda: self.api_keys, faults=self.faults, stats=self.stats, record=record
+        )
+        self._guard = SiteGuard(
+            host,
+            lambda: self.port,
+            stats=self.stats,
+            allowed_hosts=allowed_hosts,
+            guarded_reads=lambda path: path == EVENTS_PATH,
         )
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,7 +222,8 @@ class FakeWachat:
         control = Control(
             self._sandbox, self._deliverer, host=self.host, api_keys=lambda: self.api_keys
         )
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._guard.middleware])
+        app.on_response_prepare.append(self._guard.add_headers)
         app.add_subapp(API_PREFIX, api)
         app.add_subapp(CONTROL_PREFIX, control.app())
         app.router.add_get("/", _to_dev_phone)

@@ -1,6 +1,8 @@
 // The dev phone page of the Wachat sandbox. Plain JavaScript, no build step, nothing fetched
 // from elsewhere. Every text that comes from the server or a user goes in through textContent
-// (see el()); nothing is ever parsed as HTML.
+// (see el()); nothing is ever parsed as HTML. User text (names, numbers, messages) sits in
+// <bdi> wherever other text is beside it (see user()), so a right-to-left override in a push
+// name cannot reorder the number drawn after it.
 //
 // It follows the sandbox through GET /_sandbox/events (Server-Sent Events), read with fetch()
 // rather than EventSource so that the API key, when the sandbox needs one, travels in the
@@ -23,6 +25,9 @@
     main: $("main"),
     noInstances: $("no-instances"),
     instanceList: $("instance-list"),
+    instanceCount: $("instance-count"),
+    instancesToggle: $("instances-toggle"),
+    chat: $("chat"),
     chatHeading: $("chat-heading"),
     chatSub: $("chat-sub"),
     messages: $("messages"),
@@ -58,6 +63,51 @@
     return node;
   }
 
+  /** User text beside other text: isolated (<bdi>), so its direction marks stay inside. */
+  const user = (text, props = {}) => el("bdi", { ...props, text });
+  /** A phone number, drawn left to right whatever surrounds it. */
+  const phone = (number) => el("bdi", { class: "number", dir: "ltr", text: `+${number}` });
+
+  // WhatsApp's formatting: *bold*, _italic_, ~strike~ and ```mono```. A marker opens after the
+  // start, a space or punctuation and before a non-space, and closes after a non-space before
+  // the end, a space or punctuation; the text between is formatted (and may hold others).
+  const MONO = /```([\s\S]+?)```/;
+  const STYLED = /(^|[\s.,:;!?()"'\[\]{}-])([*_~])(?=\S)([\s\S]*?\S)\2(?=$|[\s.,:;!?()"'\[\]{}-])/;
+  const STYLE_TAG = { "*": "strong", _: "em", "~": "s" };
+
+  /** ``text`` as WhatsApp draws it: DOM nodes (text stays text), never HTML. */
+  function formatted(text) {
+    const out = document.createDocumentFragment();
+    let rest = String(text);
+    while (rest) {
+      const mono = MONO.exec(rest);
+      const styled = STYLED.exec(rest);
+      const monoAt = mono ? mono.index : Infinity;
+      const styledAt = styled ? styled.index + styled[1].length : Infinity;
+      if (monoAt === Infinity && styledAt === Infinity) {
+        out.append(rest);
+        break;
+      }
+      if (monoAt <= styledAt) {
+        out.append(rest.slice(0, monoAt), el("code", { class: "mono", text: mono[1] }));
+        rest = rest.slice(monoAt + mono[0].length);
+      } else {
+        const node = el(STYLE_TAG[styled[2]]);
+        node.append(formatted(styled[3]));
+        out.append(rest.slice(0, styledAt), node);
+        rest = rest.slice(styled.index + styled[0].length);
+      }
+    }
+    return out;
+  }
+
+  /** A message's text paragraph, formatted, in the direction of its first strong letter. */
+  function textParagraph(text, cls = "text") {
+    const node = el("p", { class: cls, dir: "auto" });
+    node.append(formatted(text || ""));
+    return node;
+  }
+
   /** ``value`` when it is an http(s) URL, else null (no javascript:, data: or relative URLs). */
   function webUrl(value) {
     if (typeof value !== "string") return null;
@@ -67,6 +117,16 @@
     } catch {
       return null;
     }
+  }
+
+  /** Texts and nodes with " · " between them (empty ones left out). */
+  function joined(parts) {
+    const out = [];
+    for (const part of parts.filter(Boolean)) {
+      if (out.length) out.push(" · ");
+      out.push(part);
+    }
+    return out;
   }
 
   const str = (value) => (typeof value === "string" && value.trim() ? value : null);
@@ -261,6 +321,7 @@
 
   function applySnapshot(data) {
     const present = new Set(data.instances.map((view) => view.api_name));
+    const kept = selected && present.has(selected) ? selected : null;
     for (const name of [...instances.keys()]) if (!present.has(name)) removeInstance(name);
     for (const view of data.instances) {
       upsertInstance(view);
@@ -273,9 +334,8 @@
       ].sort((a, b) => a.message.at - b.message.at);
       for (const item of all) addMessage(view.api_name, item, false);
     }
-    if (!selected || !instances.has(selected)) {
-      selected = data.instances.length ? data.instances[0].api_name : null;
-    }
+    // The chat shown stays; else the newest instance's (on top of the list).
+    selected = kept || (data.instances.length ? data.instances[data.instances.length - 1].api_name : null);
     ui.deliveryRows.replaceChildren();
     for (const delivery of data.deliveries) addDelivery(delivery);
     refreshSelection();
@@ -310,7 +370,10 @@
     ]);
     card.scan.addEventListener("click", () => cardAction(view.api_name, "scan", card.disconnect));
     card.disconnect.addEventListener("click", () => cardAction(view.api_name, "disconnect", card.scan));
-    card.open.addEventListener("click", () => select(view.api_name));
+    card.open.addEventListener("click", () => {
+      select(view.api_name);
+      if (narrow.matches) ui.chat.scrollIntoView({ block: "start" });
+    });
     card.root.addEventListener("click", (event) => {
       if (!event.target.closest("button")) select(view.api_name);
     });
@@ -337,7 +400,8 @@
     if (!entry) {
       entry = { view, messages: [], ids: new Set(), card: makeCard(view) };
       instances.set(view.api_name, entry);
-      ui.instanceList.append(entry.card.root);
+      ui.instanceList.prepend(entry.card.root); // the newest on top, where the eye is
+      ui.instanceCount.textContent = String(instances.size);
       if (!selected) {
         selected = view.api_name;
         refreshSelection();
@@ -348,14 +412,14 @@
     const card = entry.card;
     const focused = document.activeElement;
     card.root.dataset.state = view.state;
-    card.heading.textContent = view.display_name;
+    card.heading.replaceChildren(user(view.display_name));
     card.apiName.textContent = view.api_name;
     card.badge.textContent = view.state;
-    card.detail.textContent = [
+    card.detail.replaceChildren(...joined([
       STATE_LABEL[view.state] || "",
-      view.number ? `+${view.number}` : "",
-      view.profile_name && view.state === "open" ? `“${view.profile_name}”` : "",
-    ].filter(Boolean).join(" · ");
+      view.number ? phone(view.number) : "",
+      view.profile_name && view.state === "open" ? user(view.profile_name, { class: "profile" }) : "",
+    ]));
     const qr = view.qrcode && /^data:image\/png;base64,/.test(view.qrcode.base64) ? view.qrcode : null;
     card.qr.hidden = !qr;
     if (qr && card.qrImg.getAttribute("src") !== qr.base64) {
@@ -363,8 +427,9 @@
       card.qrImg.alt = `QR code ${qr.count} to link ${view.display_name}`;
       card.qrCaption.textContent = `QR code ${qr.count}: it rotates until a phone scans it`;
     }
-    card.scan.disabled = view.state === "open";
-    card.disconnect.disabled = view.state !== "open";
+    // A connected instance has nothing to scan, and one not connected nothing to disconnect.
+    card.scan.hidden = card.scan.disabled = view.state === "open";
+    card.disconnect.hidden = card.disconnect.disabled = view.state !== "open";
     // A pressed button that just became disabled would drop the focus to the page: keep it
     // in the card, on the button that undoes what was just done.
     if (focused === card.scan && card.scan.disabled) card.disconnect.focus();
@@ -378,6 +443,7 @@
     if (!entry) return;
     entry.card.root.remove();
     instances.delete(name);
+    ui.instanceCount.textContent = String(instances.size);
     ui.noInstances.hidden = instances.size > 0;
     if (selected === name) {
       selected = instances.size ? instances.keys().next().value : null;
@@ -412,12 +478,12 @@
       return;
     }
     const view = entry.view;
-    ui.chatHeading.textContent = `Chat: ${view.display_name}`;
-    ui.chatSub.textContent = [
+    ui.chatHeading.replaceChildren("Chat: ", user(view.display_name));
+    ui.chatSub.replaceChildren(...joined([
       view.state === "open" ? "connected" : STATE_LABEL[view.state] || view.state,
-      view.number ? `+${view.number}` : "",
+      view.number ? phone(view.number) : "",
       "your bot's sends on the right, the customer on the left",
-    ].filter(Boolean).join(" · ");
+    ]));
   }
 
   function renderChat() {
@@ -470,17 +536,22 @@
     let party;
     if (direction === "in") {
       party = message.from;
-      const who = str(message.push_name) && message.push_name !== message.from
-        ? `${message.push_name} · +${message.from}`
-        : `+${message.from}`;
-      bubble.append(el("p", { class: "sender", text: who }));
-      bubble.append(el("p", { class: "text", text: message.text }));
+      const sender = el("p", { class: "sender" });
+      sender.append(...joined([
+        str(message.push_name) && message.push_name !== message.from
+          ? user(message.push_name, { class: "push-name" })
+          : "",
+        phone(message.from),
+      ]));
+      bubble.append(sender, textParagraph(message.text));
     } else {
       party = message.body && message.body.number;
       renderSent(bubble, message);
     }
     const meta = el("p", { class: "meta" }, [
-      el("span", { class: "party", text: direction === "in" ? "customer" : `to +${party}` }),
+      direction === "in"
+        ? el("span", { class: "party", text: "customer" })
+        : el("span", { class: "party" }, ["to ", phone(party)]),
       clock(message.at),
     ]);
     if (direction === "out") meta.append(el("span", { class: "ticks", "aria-hidden": "true", text: "✓✓" }));
@@ -499,7 +570,7 @@
     const body = message.body || {};
     const path = message.path;
     if ((path === "/send/text" || path === "/send") && body.type === "text") {
-      bubble.append(el("p", { class: "text", text: body.message }));
+      bubble.append(textParagraph(body.message));
     } else if (path === "/send/media" || path === "/send") {
       renderMedia(bubble, body);
     } else if (path === "/send-location") {
@@ -509,7 +580,7 @@
     } else if (path === "/send/button") {
       const interactive = body.interactive || {};
       if (str(interactive.title)) bubble.append(el("p", { class: "title", text: interactive.title }));
-      bubble.append(el("p", { class: "text", text: interactive.text || "" }));
+      bubble.append(textParagraph(interactive.text));
       if (str(interactive.footerText)) bubble.append(el("p", { class: "footer", text: interactive.footerText }));
     } else {
       bubble.append(el("p", { class: "title", text: `POST ${path}` }));
@@ -523,28 +594,39 @@
     const url = webUrl(body.mediaUrl);
     const caption = body.type === "audio" ? null : str(body.message);
     const name = str(body.fileName) || fileNameOf(body.mediaUrl) || body.type;
+    const placeholder = () => {
+      const details = [body.type, str(body.mimetype)].filter(Boolean).join(" · ");
+      return el("div", { class: `file file-${body.type}` }, [
+        el("span", { class: "file-badge", "aria-hidden": "true", text: MEDIA_BADGE[body.type] || "FILE" }),
+        el("div", { class: "file-text" }, [
+          user(name, { class: "file-name" }),
+          el("p", { class: "file-meta", text: details }),
+          el("p", { class: "media-url", dir: "ltr", text: str(body.mediaUrl) || "(no URL)" }),
+        ]),
+      ]);
+    };
     if (body.type === "image" && url) {
       bubble.classList.add("has-image");
-      bubble.append(el("img", {
+      const image = el("img", {
         class: "media-image",
         src: url,
         alt: caption || name || "Image",
         loading: "lazy",
         decoding: "async",
         referrerpolicy: "no-referrer",
-      }));
+      });
+      // A picture that cannot be shown (gone, blocked, not an image): what it was, not a
+      // broken-image box.
+      image.addEventListener("error", () => {
+        bubble.classList.remove("has-image");
+        image.replaceWith(placeholder());
+      });
+      bubble.append(image);
     } else {
-      const details = [body.type, str(body.mimetype)].filter(Boolean).join(" · ");
-      bubble.append(el("div", { class: `file file-${body.type}` }, [
-        el("span", { class: "file-badge", "aria-hidden": "true", text: MEDIA_BADGE[body.type] || "FILE" }),
-        el("div", { class: "file-text" }, [
-          el("p", { class: "file-name", text: name }),
-          el("p", { class: "file-meta", text: details }),
-        ]),
-      ]));
+      bubble.append(placeholder());
     }
-    if (caption) bubble.append(el("p", { class: "text", text: caption }));
-    if (url && body.type !== "image") {
+    if (caption) bubble.append(textParagraph(caption));
+    if (url) {
       bubble.append(el("a", {
         class: "open-link",
         href: url,
@@ -561,8 +643,8 @@
     bubble.append(el("div", { class: "location" }, [
       el("div", { class: "map", "aria-hidden": "true" }, [el("span", { class: "pin" })]),
       el("div", { class: "location-text" }, [
-        el("p", { class: "place", text: str(body.name) || "Location" }),
-        str(body.address) ? el("p", { class: "address", text: body.address }) : null,
+        el("p", { class: "place", dir: "auto", text: str(body.name) || "Location" }),
+        str(body.address) ? el("p", { class: "address", dir: "auto", text: body.address }) : null,
         el("p", { class: "coords", text: `${lat.toFixed(5)}, ${lon.toFixed(5)}` }),
       ]),
     ]));
@@ -573,7 +655,7 @@
   function renderList(bubble, message) {
     const interactive = (message.body && message.body.interactive) || {};
     if (str(interactive.title)) bubble.append(el("p", { class: "title", text: interactive.title }));
-    if (str(interactive.text)) bubble.append(el("p", { class: "text", text: interactive.text }));
+    if (str(interactive.text)) bubble.append(textParagraph(interactive.text));
     if (str(interactive.footerText)) bubble.append(el("p", { class: "footer", text: interactive.footerText }));
     panelIds += 1;
     const panel = el("div", { class: "list-panel", id: `list-panel-${panelIds}`, hidden: true });
@@ -593,12 +675,13 @@
     for (const section of Array.isArray(interactive.sections) ? interactive.sections : []) {
       const rows = el("ul", { class: "rows" });
       for (const row of Array.isArray(section.rows) ? section.rows : []) {
-        const choose = el("button", { type: "button", class: "row", title: "Answer with this choice" }, [
-          el("span", { class: "row-title", text: row.title || "" }),
-          str(row.description) ? el("span", { class: "row-desc", text: row.description }) : null,
+        const rowButton = el("button", { type: "button", class: "row", title: "Choose this row" }, [
+          user(row.title || "", { class: "row-title" }),
+          str(row.description) ? user(row.description, { class: "row-desc" }) : null,
         ]);
-        choose.addEventListener("click", () => answerAs(to, row.title));
-        rows.append(el("li", {}, [choose]));
+        // A row without an id is known by its title (as WhatsApp answers then).
+        rowButton.addEventListener("click", () => choose(to, str(row.rowId) || row.title));
+        rows.append(el("li", {}, [rowButton]));
       }
       panel.append(el("section", { class: "list-section" }, [
         str(section.title) ? el("h4", { text: section.title }) : null,
@@ -614,8 +697,8 @@
     const group = el("div", { class: "reply-buttons", role: "group", "aria-label": "Reply buttons" });
     for (const button of buttons) {
       const text = button.text || button.title || button.id || "";
-      const node = el("button", { type: "button", title: "Answer with this button", text });
-      node.addEventListener("click", () => answerAs(message.body.number, text));
+      const node = el("button", { type: "button", title: "Press this button", text });
+      node.addEventListener("click", () => choose(message.body.number, str(button.id) || text));
       group.append(node);
     }
     return group;
@@ -623,11 +706,12 @@
 
   // -- answering as the customer ---------------------------------------------------------------
 
-  async function answerAs(number, text) {
+  /** The customer picks a list row or presses a reply button: its id goes back. */
+  async function choose(number, selectedId) {
     ui.replyError.textContent = "";
-    if (!selected || !str(number) || !str(text)) return;
+    if (!selected || !str(number) || !str(selectedId)) return;
     try {
-      await act(instancePath(selected, "messages"), { from: number, text });
+      await act(instancePath(selected, "messages"), { from: number, selected_id: selectedId });
     } catch (err) {
       ui.replyError.textContent = `Not sent: ${err.message}`;
     }
@@ -672,15 +756,14 @@
     const result = typeof delivery.status === "number"
       ? el("span", { class: `status ${ok ? "ok" : "bad"}`, text: String(delivery.status) })
       : el("span", { class: "status bad", text: delivery.error || "no answer" });
+    const target = webUrl(delivery.url) || str(delivery.url);
     const row = el("tr", {}, [
       el("td", { class: "time" }, [clock(delivery.at)]),
       el("td", { class: "event" }, [
         el("span", { text: delivery.event }),
-        el("span", {
-          class: "instance-name",
-          title: delivery.instance || "",
-          text: entry ? entry.view.display_name : delivery.instance || "",
-        }),
+        entry ? user(entry.view.display_name, { class: "instance-name" }) : null,
+        el("span", { class: "instance-api", text: delivery.instance || "" }),
+        target ? el("span", { class: "hook-url", dir: "ltr", title: target, text: `→ ${target}` }) : null,
       ]),
       el("td", {}, [result, el("span", { class: "hook", text: `webhook #${delivery.webhook_id}` })]),
     ]);
@@ -689,6 +772,16 @@
     ui.deliveryTable.hidden = false;
     ui.noDeliveries.hidden = true;
   }
+
+  // -- phone width: the card list folds away, so the chat is one tap away --------------------
+
+  const narrow = window.matchMedia("(max-width: 720px)");
+  ui.instancesToggle.addEventListener("click", () => {
+    const open = ui.instancesToggle.getAttribute("aria-expanded") !== "true";
+    ui.instancesToggle.setAttribute("aria-expanded", open ? "true" : "false");
+    ui.instancesToggle.textContent = open ? "Hide cards" : "Show cards";
+    document.body.classList.toggle("instances-folded", !open);
+  });
 
   // -- start -----------------------------------------------------------------------------------
 

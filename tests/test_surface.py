@@ -41,10 +41,8 @@ def test_every_exception_lives_in_errors() -> None:
         if (
             inspect.isclass(value)
             and issubclass(value, Exception)
-            and value.__module__
-            != (
-                "wachat_async.sync"  # EventLoopBlockingWarning is a warning category, not an error
-            )
+            # EventLoopBlockingWarning is a warning category, not an error
+            and value.__module__ != "wachat_async._loop_thread"
         ):
             assert value.__module__ == "wachat_async.errors", name
 

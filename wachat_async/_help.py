@@ -54,9 +54,7 @@ def public_methods(cls: type) -> dict[str, Any]:
 def group_index(client: type) -> str:
     """A section for ``client``'s docstring: each group, and each of its methods with its
     parameters (types and docs are one ``help(Client.group)`` away)."""
-    lines = [
-        "Operations, by group (``help(" + client.__name__ + ".messages)`` documents each one):",
-    ]
+    lines = [f"Operations, by group (``help({client.__name__}.messages)`` documents each one):"]
     for name, attribute in vars(client).items():
         if not isinstance(attribute, Group):
             continue

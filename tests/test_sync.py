@@ -28,8 +28,10 @@ from wachat_async import (
     OutcomeUnknownError,
     ServerError,
     Wachat,
+    _loop_thread,
     sync,
 )
+from wachat_async._help import blocking_doc
 from wachat_async.resources.instances import AsyncInstances
 from wachat_async.resources.messages import AsyncMessages
 from wachat_async.resources.webhooks import AsyncWebhooks
@@ -77,7 +79,7 @@ def test_every_async_operation_has_a_blocking_twin() -> None:
             if name.startswith("_") or name in ("aclose", "with_options"):
                 continue
             assert name in sync_cls.__dict__, f"{sync_cls.__name__}.{name} is missing"
-            assert sync_cls.__dict__[name].__doc__ == member.__doc__
+            assert sync_cls.__dict__[name].__doc__ == blocking_doc(member.__doc__)
 
 
 def test_many_threads_share_one_client(thread_server: FakeWachat) -> None:
@@ -95,7 +97,7 @@ def test_many_threads_share_one_client(thread_server: FakeWachat) -> None:
 
 
 def test_works_inside_a_running_loop_and_warns_once(thread_server: FakeWachat) -> None:
-    sync._warned_blocking = False
+    _loop_thread._warned_blocking = False
     with client(thread_server) as wa:
 
         async def handler() -> int:
@@ -128,7 +130,7 @@ def test_ctrl_c_cancels_the_request_and_reraises(thread_server: FakeWachat) -> N
         with pytest.raises(KeyboardInterrupt):
             wa.instances.list()
         assert time.monotonic() - started < 4.5  # well before the slow answer would come
-        loop = sync._loop_thread().loop
+        loop = _loop_thread.current().loop
 
         async def pending() -> int:
             return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])

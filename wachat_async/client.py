@@ -13,6 +13,7 @@ from . import _decode
 from . import _validate as check
 from ._config import OptionChanges, Settings, options_of
 from ._executor import Executor
+from ._help import Group, with_group_index
 from ._reconcile import Reconciler
 from ._signatures import arguments
 from ._transport import ANY, Call, Transport
@@ -54,6 +55,11 @@ class AsyncWachat:
     your own :class:`aiohttp.ClientSession` (the client then never closes it). Every option
     is checked here, before anything is sent.
     """
+
+    # The groups are built in __init__; declared here so help(AsyncWachat) shows them.
+    instances = Group(AsyncInstances)
+    messages = Group(AsyncMessages)
+    webhooks = Group(AsyncWebhooks)
 
     @arguments(_AsyncClientArguments)
     def __init__(self, options: _AsyncClientArguments) -> None:
@@ -152,3 +158,6 @@ class AsyncWachat:
             timeout=timeout,
             max_retries=max_retries,
         )
+
+
+with_group_index(AsyncWachat)

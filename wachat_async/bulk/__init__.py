@@ -5,8 +5,11 @@ from .broadcast import (
     BroadcastProgress,
     BroadcastResult,
     BroadcastStatus,
+    InstanceWait,
     Pace,
     SendSpec,
+    WaitReason,
+    opt_out_number,
     render_template,
 )
 from .journal import Journal, MessageEntry, ProvisionEntry
@@ -16,6 +19,7 @@ __all__ = [
     "BroadcastProgress",
     "BroadcastResult",
     "BroadcastStatus",
+    "InstanceWait",
     "Journal",
     "MessageEntry",
     "Pace",
@@ -23,5 +27,7 @@ __all__ = [
     "ProvisionProgress",
     "ProvisionResult",
     "SendSpec",
+    "WaitReason",
+    "opt_out_number",
     "render_template",
 ]

@@ -45,6 +45,7 @@ import attrs
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
+from .._retry import RetryPolicy
 from .._transport import Call
 from ..errors import (
     BadRequestError,
@@ -63,14 +64,17 @@ __all__ = [
     "BroadcastProgress",
     "BroadcastResult",
     "BroadcastStatus",
+    "InstanceWait",
     "Pace",
     "SendSpec",
+    "WaitReason",
+    "opt_out_number",
     "render_template",
 ]
 
 #: How many specs may be read ahead of what the lanes have sent (bounds memory on any input).
 READ_AHEAD = 10_000
-#: How often a lane gets a 429 too long to wait out inside the call before it gives the message up.
+#: How many 429s a message gets before it is given up (reported failed: the server refused it).
 _THROTTLED_TRIES = 5
 
 
@@ -189,9 +193,30 @@ class BroadcastResult:
         )
 
 
+class WaitReason(enum.StrEnum):
+    """What an instance is waiting for before its next message."""
+
+    #: The pace's spacing (interval, jitter, warm-up).
+    PACED = "paced"
+    #: The server asked to wait (a 429 and its Retry-After): every worker of the instance waits.
+    THROTTLED = "throttled"
+    #: An hourly or daily cap is reached.
+    CAPPED = "capped"
+
+
+@attrs.frozen
+class InstanceWait:
+    """An instance's wait: why, and until when."""
+
+    reason: WaitReason
+    #: When it ends: wall-clock Unix seconds (``time.time()``).
+    until: float
+
+
 @attrs.frozen
 class BroadcastProgress:
-    """Counts so far, handed to ``on_progress`` after each result (live, read-only views)."""
+    """Counts so far, handed to ``on_progress`` after each result (live, read-only views: they
+    stay current between results too)."""
 
     #: Results so far, by status.
     counts: Mapping[BroadcastStatus, int]
@@ -199,6 +224,8 @@ class BroadcastProgress:
     sent_by_instance: Mapping[str, int]
     #: Instances paused, with why.
     paused: Mapping[str, str]
+    #: Instances waiting now for their next turn, with why and until when.
+    waiting: Mapping[str, InstanceWait] = attrs.Factory(dict)
 
     @property
     def finished(self) -> int:
@@ -241,16 +268,25 @@ class Sends(Protocol):
     ) -> tuple[Call, dict[str, Any]]: ...
 
     def send_prepared(
-        self, call: Call, body: dict[str, Any]
+        self, call: Call, body: dict[str, Any], *, max_retries: int | None = None
     ) -> Coroutine[Any, Any, SendResult]: ...
 
     def state(self, instance: str) -> Coroutine[Any, Any, InstanceState]: ...
 
 
 class _Pacer:
-    """One instance's turns: spacing, jitter, caps, and pauses asked by the server."""
+    """One instance's turns: spacing, jitter, caps, and pauses asked by the server. Every
+    worker of the instance goes through it, so a pause holds all of them (a shared gate)."""
 
-    def __init__(self, pace: Pace, rng: random.Random, history: Iterable[float] = ()) -> None:
+    def __init__(
+        self,
+        pace: Pace,
+        rng: random.Random,
+        history: Iterable[float] = (),
+        *,
+        instance: str,
+        waits: dict[str, InstanceWait],
+    ) -> None:
         self.pace = pace
         self._rng = rng
         self._lock = asyncio.Lock()
@@ -263,6 +299,9 @@ class _Pacer:
         self._unpaced = not (
             pace.interval or pace.jitter or pace.hourly or pace.daily or pace.warmup_messages
         )
+        self._instance = instance
+        #: What each instance of the run waits for now (shown as progress).
+        self._waits = waits
 
     async def turn(self) -> None:
         """Wait until this instance may send its next message."""
@@ -274,11 +313,19 @@ class _Pacer:
             loop = asyncio.get_running_loop()
             while True:
                 now = loop.time()
-                wait = max(self._next, self._paused_until) - now
-                wait = max(wait, self._cap_wait(time.time()))
+                throttled = self._paused_until - now
+                capped = self._cap_wait(time.time())
+                wait = max(self._next - now, throttled, capped)
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait)
+                reason = (
+                    WaitReason.THROTTLED
+                    if wait == throttled
+                    else WaitReason.CAPPED
+                    if wait == capped
+                    else WaitReason.PACED
+                )
+                await self._wait(reason, wait)
             gap = pace.spacing(self.sent)
             if pace.jitter:
                 gap += self._rng.uniform(0.0, pace.jitter)
@@ -286,6 +333,22 @@ class _Pacer:
             self.sent += 1
             if pace.hourly is not None or pace.daily is not None:
                 self._recent.append(time.time())
+
+    async def hold(self) -> None:
+        """Wait out a pause the server asked for after this turn was given (another worker's
+        429 while this one was claiming its message): nothing is sent inside that window."""
+        if self._paused_until == 0.0:
+            return
+        loop = asyncio.get_running_loop()
+        while (wait := self._paused_until - loop.time()) > 0:
+            await self._wait(WaitReason.THROTTLED, wait)
+
+    async def _wait(self, reason: WaitReason, seconds: float) -> None:
+        self._waits[self._instance] = InstanceWait(reason, time.time() + seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._waits.pop(self._instance, None)
 
     def _cap_wait(self, now: float) -> float:
         pace = self.pace
@@ -301,6 +364,7 @@ class _Pacer:
         return wait
 
     def pause(self, seconds: float) -> None:
+        """Hold every worker of the instance for ``seconds`` (the server asked)."""
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
 
@@ -339,6 +403,7 @@ class _Broadcast:
         journal: Journal | None,
         opt_out: frozenset[str],
         resend_unknown: bool,
+        policy: RetryPolicy,
     ) -> None:
         self.sends = sends
         self.campaign = campaign
@@ -356,6 +421,8 @@ class _Broadcast:
         self.counts = dict.fromkeys(BroadcastStatus, 0)
         self.sent_by_instance: dict[str, int] = {}
         self.paused: dict[str, str] = {}
+        self.waiting: dict[str, InstanceWait] = {}
+        self.policy = policy
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -378,6 +445,14 @@ class _Broadcast:
             return BroadcastResult(index, given, BroadcastStatus.INVALID, error=exc)
         except TypeError as exc:  # a mapping with unknown or missing fields
             error = InvalidRequestError(f"not a send spec: {exc}")
+            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
+        except (AttributeError, KeyError, ValueError) as exc:
+            # A payload built by hand with the wrong parts (a list row given as a plain dict):
+            # this spec is bad, the broadcast goes on.
+            error = InvalidRequestError(
+                f"the message is malformed ({type(exc).__name__}: {exc}); build it from the "
+                "message classes (ListSection, ListRow, ...)"
+            )
             return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
         # Remembered by hash, not by text: a million keys take about 110 MB, not several hundred.
         # Two keys that share a 64-bit hash (odds around 1e-8 in a million) would report the
@@ -410,7 +485,8 @@ class _Broadcast:
             history: list[float] = []
             if self.journal is not None and (self.pace.hourly or self.pace.daily):
                 history = await self.journal.sent_times(instance, since=time.time() - 86400.0)
-            lane = self.lanes[instance] = _Lane(instance, _Pacer(self.pace, self.rng, history))
+            pacer = _Pacer(self.pace, self.rng, history, instance=instance, waits=self.waiting)
+            lane = self.lanes[instance] = _Lane(instance, pacer)
             lane.workers = [
                 asyncio.create_task(self.work(lane)) for _ in range(self.pace.per_instance)
             ]
@@ -469,25 +545,36 @@ class _Broadcast:
             return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
         if self.journal is not None and self.rerun:
             # Skip what is settled before waiting a turn for it (the claim checks again).
-            settled = self._settled(item, await self.journal.message_entry(item.key))
+            entry = await self.journal.message_entry(self.campaign, item.key)
+            settled = self._settled(item, entry)
             if settled is not None:
                 return settled
-        # A 429 makes a lane try the same message again later.
-        for tried in range(_THROTTLED_TRIES):
+        # A 429 holds the whole instance for as long as the server asked; another refusal the
+        # retry policy allows (nothing was sent) is tried again after its backoff.
+        throttled = retried = 0
+        while True:
             await lane.pacer.turn()
             if lane.paused is not None:
                 return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
-            outcome = await self._send_once(lane, item, first_try=tried == 0)
-            if outcome is not None:
+            outcome = await self._send_once(lane, item, first_try=throttled + retried == 0)
+            if isinstance(outcome, BroadcastResult):
                 return outcome
-        error = InvalidRequestError(f"instance {lane.instance} stayed rate-limited; not sent")
-        self._record(item, FAILED, error=error)
-        return self._result(item, BroadcastStatus.FAILED, error=error)
+            if isinstance(outcome, RateLimitError):
+                throttled += 1
+                if throttled >= _THROTTLED_TRIES:
+                    return self._result(item, BroadcastStatus.FAILED, error=outcome)
+                lane.pacer.pause(self.policy.delay_after(outcome, throttled))
+            else:
+                retried += 1
+                if retried > self.policy.max_retries:
+                    return self._result(item, BroadcastStatus.FAILED, error=outcome)
+                await asyncio.sleep(self.policy.delay_after(outcome, retried))
 
     async def _send_once(
         self, lane: _Lane, item: _Item, *, first_try: bool
-    ) -> BroadcastResult | None:
-        """One send; None when the server asked to wait first (the lane is paused that long)."""
+    ) -> BroadcastResult | WachatError:
+        """One send; the refusal when it may be tried again (nothing was sent: recorded as
+        failed, so that a run that stops here leaves it for a re-run)."""
         journal = self.journal
         if journal is not None and (self.rerun or not first_try):
             entry = await journal.claim_message(
@@ -509,22 +596,22 @@ class _Broadcast:
                 recipient=item.recipient,
                 started_at=time.time(),
             )
+        await lane.pacer.hold()
         try:
-            sent = await self.sends.send_prepared(item.call, item.body)
+            # No retries inside the call: a 429 must hold every worker of the instance, not
+            # just this one, so the lane does the retrying.
+            sent = await self.sends.send_prepared(item.call, item.body, max_retries=0)
         except OutcomeUnknownError as exc:
             self._record(item, UNKNOWN, error=exc)
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)
-        except RateLimitError as exc:  # refused, so not sent: pause this instance, try again
+        except WachatError as exc:  # the server refused it, or it never left: not sent
             self._record(item, FAILED, error=exc)
-            lane.pacer.pause(exc.retry_after if exc.retry_after is not None else 60.0)
-            return None
-        except (BadRequestError, ConflictError, NotFoundError) as exc:
-            self._record(item, FAILED, error=exc)
-            if await self._disconnected(lane, exc):
+            if isinstance(exc, RateLimitError) or self.policy.allows(exc, resendable=False):
+                return exc
+            if isinstance(exc, BadRequestError | ConflictError | NotFoundError) and (
+                await self._disconnected(lane, exc)
+            ):
                 return self._result(item, BroadcastStatus.PAUSED, error=exc)
-            return self._result(item, BroadcastStatus.FAILED, error=exc)
-        except WachatError as exc:
-            self._record(item, FAILED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
         self._record(item, DONE, message_id=sent.message_id)
         self.sent_by_instance[lane.instance] = self.sent_by_instance.get(lane.instance, 0) + 1
@@ -560,6 +647,7 @@ class _Broadcast:
     ) -> None:
         if self.journal is not None:
             self.journal.record_message(
+                self.campaign,
                 item.key,
                 state,
                 message_id=message_id,
@@ -572,6 +660,7 @@ class _Broadcast:
             MappingProxyType(self.counts),
             MappingProxyType(self.sent_by_instance),
             MappingProxyType(self.paused),
+            MappingProxyType(self.waiting),
         )
 
 
@@ -579,12 +668,20 @@ def _paused(lane: _Lane) -> InvalidRequestError:
     return InvalidRequestError(f"not sent: {lane.paused}; a re-run sends it once it is back")
 
 
+def opt_out_number(field: str, value: Any) -> str:
+    """A number of an opt-out list, as sends are checked, except that the ``00`` call prefix
+    is read as ``+``: leaving out someone who wrote ``0049...`` can only send less."""
+    if isinstance(value, str) and value.lstrip().startswith("00"):
+        value = "+" + value.lstrip()[2:]
+    return check.number(field, value)
+
+
 def _opt_out_numbers(numbers: Iterable[str] | None) -> frozenset[str]:
     if numbers is None:
         return frozenset()
     if isinstance(numbers, str):
         raise InvalidRequestError("opt_out must be a collection of numbers, not one string")
-    return frozenset(check.number("opt_out", n) for n in numbers)
+    return frozenset(opt_out_number("opt_out", n) for n in numbers)
 
 
 async def broadcast(
@@ -617,6 +714,7 @@ async def broadcast(
         journal=log,
         opt_out=opted_out,
         resend_unknown=resend_unknown,
+        policy=settings.retry,
     )
     run.rerun = log is not None and await log.has_messages(campaign)
     slots = asyncio.Semaphore(READ_AHEAD)

@@ -1,7 +1,8 @@
 """The bulk journal: what a provisioning run or a broadcast is about to do, and what it did.
 
 One SQLite file holds both kinds of row, keyed by what must never happen twice: a provisioning
-row per friendly instance name, a message row per message key. A row is written and committed
+row per friendly instance name, a message row per campaign and message key (a key is one
+campaign's: a later campaign may use it again). A row is written and committed
 (fsync'd, ``synchronous=FULL``) as ``in_flight`` before its request is sent, then ``done``,
 ``failed`` or ``unknown``. A re-run skips what is done and reconciles (creates) or reports
 (messages) what was in flight.
@@ -48,10 +49,11 @@ from ..errors import (
 T = TypeVar("T")
 
 IN_FLIGHT, DONE, FAILED, UNKNOWN = "in_flight", "done", "failed", "unknown"
-_SCHEMA_VERSION = "2"
+#: 3: message rows keyed by campaign and key (2 keyed them by key alone).
+_SCHEMA_VERSION = "3"
 _ERROR_CHARS = 500
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS provision (
     instance_name TEXT PRIMARY KEY,
@@ -60,8 +62,11 @@ CREATE TABLE IF NOT EXISTS provision (
     started_at REAL,
     error TEXT,
     updated_at REAL NOT NULL);
+"""
+
+_MESSAGES_TABLE = """
 CREATE TABLE IF NOT EXISTS messages (
-    key TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
     campaign TEXT NOT NULL,
     instance TEXT NOT NULL,
     recipient TEXT NOT NULL,
@@ -69,7 +74,20 @@ CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT,
     started_at REAL,
     error TEXT,
-    updated_at REAL NOT NULL);
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (campaign, key));
+"""
+
+#: A schema-2 journal's message rows, moved into the schema-3 table as the journal opens.
+_FROM_SCHEMA_2 = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE messages RENAME TO messages_2;
+{_MESSAGES_TABLE}
+INSERT INTO messages SELECT key, campaign, instance, recipient, state, message_id, started_at,
+    error, updated_at FROM messages_2;
+DROP TABLE messages_2;
+UPDATE meta SET value = '{_SCHEMA_VERSION}' WHERE key = 'schema';
+COMMIT;
 """
 
 
@@ -111,8 +129,17 @@ _INSERT_CLAIM = (
 )
 
 
-def _read_message(db: sqlite3.Connection, key: str) -> MessageEntry | None:
-    row = db.execute(f"{_SELECT_MESSAGE} WHERE key = ?", (key,)).fetchone()
+#: The outcome of a claimed message.
+_UPDATE_OUTCOME = (
+    "UPDATE messages SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
+    "updated_at = ? WHERE campaign = ? AND key = ?"
+)
+
+
+def _read_message(db: sqlite3.Connection, campaign: str, key: str) -> MessageEntry | None:
+    row = db.execute(
+        f"{_SELECT_MESSAGE} WHERE campaign = ? AND key = ?", (campaign, key)
+    ).fetchone()
     return None if row is None else MessageEntry(*row)
 
 
@@ -167,6 +194,7 @@ class Journal:
         self._claims: list[tuple[Any, ...]] = []
         self._claimed: list[asyncio.Future[None]] = []
         self._outcomes: list[tuple[Any, ...]] = []
+        self._flush_due = False
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -218,8 +246,12 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed in-flight row survives a power cut, not just a crash.
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db.executescript(_TABLES)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("schema") == "2":
+                db.executescript(_FROM_SCHEMA_2)
+                meta["schema"] = _SCHEMA_VERSION
+            db.executescript(_MESSAGES_TABLE)
             # Every page read now, not when a run meets a damaged one half-way: by then some
             # creates would have been sent with their rows unreadable or unwritable.
             verdict = db.execute("PRAGMA quick_check(1)").fetchone()
@@ -236,6 +268,12 @@ class Journal:
                 path=where,
             )
         try:
+            if meta.get("schema", _SCHEMA_VERSION) != _SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {where} has schema {meta['schema']}, which this version of "
+                    "wachat-async does not know (a newer one wrote it?)",
+                    path=where,
+                )
             if "key_fingerprint" not in meta:
                 salt = secrets.token_bytes(16)
                 rows = {
@@ -290,12 +328,18 @@ class Journal:
         try:
             db.execute("BEGIN IMMEDIATE")
             for job in batch:
+                # A job that fails leaves nothing behind (a batch of claims half-inserted would
+                # be messages claimed and never sent); the others of the batch still commit.
+                db.execute("SAVEPOINT job")
                 try:
                     outcomes.append((job.fn(db), None))
                 except sqlite3.Error as exc:
+                    db.execute("ROLLBACK TO job")
                     outcomes.append((None, self._damaged(exc)))
                 except Exception as exc:  # a bug: its caller raises it, the thread goes on
+                    db.execute("ROLLBACK TO job")
                     outcomes.append((None, exc))
+                db.execute("RELEASE job")
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             failure = self._damaged(exc)
@@ -323,16 +367,36 @@ class Journal:
         )
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        self._check_usable()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, loop, future))
+        self._enqueue(_Job(fn, loop, future))
         return await future
 
-    def _submit_later(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        """A write nobody waits for (it commits with the next batch; close waits for it)."""
+    def _enqueue(self, job: _Job) -> None:
+        """The one way a job reaches the journal's thread: behind every row gathered before it
+        (an outcome recorded, then a claim of the same message again after a 429, must reach
+        the file in that order)."""
         self._check_usable()
-        self._jobs.put(_Job(fn, asyncio.get_running_loop(), None))
+        self._flush()
+        self._jobs.put(job)
+
+    def _gathered(self) -> None:
+        """A row joined this turn's: have them written once the turn is over."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The rows gathered so far, to the thread: outcomes first (each settles a claim of an
+        earlier batch), then claims; one statement each."""
+        self._flush_due = False
+        if self._outcomes:
+            outcomes, self._outcomes = self._outcomes, []
+            self._jobs.put(
+                _Job(lambda db: db.executemany(_UPDATE_OUTCOME, outcomes), self._loop(), None)
+            )
+        if self._claims:
+            self._put_claims()
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -392,8 +456,8 @@ class Journal:
 
     # -- message rows ---------------------------------------------------------------------
 
-    async def message_entry(self, key: str) -> MessageEntry | None:
-        return await self._submit(lambda db: _read_message(db, key))
+    async def message_entry(self, campaign: str, key: str) -> MessageEntry | None:
+        return await self._submit(lambda db: _read_message(db, campaign, key))
 
     async def message_entries(self, campaign: str | None = None) -> list[MessageEntry]:
         def read(db: sqlite3.Connection) -> list[MessageEntry]:
@@ -449,7 +513,7 @@ class Journal:
                     _INSERT_CLAIM, (key, campaign, instance, recipient, started_at, time.time())
                 )
             except sqlite3.IntegrityError:  # its key is recorded: the row decides
-                entry = _read_message(db, key)
+                entry = _read_message(db, campaign, key)
                 if entry is None:  # not the key that clashed: a damaged journal
                     raise
                 if entry.state == DONE or (
@@ -458,8 +522,8 @@ class Journal:
                     return entry
                 db.execute(
                     "UPDATE messages SET state = 'in_flight', started_at = ?, error = NULL, "
-                    "updated_at = ? WHERE key = ?",
-                    (started_at, time.time(), key),
+                    "updated_at = ? WHERE campaign = ? AND key = ?",
+                    (started_at, time.time(), campaign, key),
                 )
             return None
 
@@ -471,24 +535,18 @@ class Journal:
         """Record as in flight, on disk, a message of a campaign the journal had no message of
         when this run began (so nothing can be settled yet). Claims made in one turn of the
         event loop are written by one statement, in one commit."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if not self._claims:
-            loop.call_soon(self._flush_claims)
+        self._check_usable()
+        future: asyncio.Future[None] = self._loop().create_future()
         self._claims.append((key, campaign, instance, recipient, started_at, started_at))
         self._claimed.append(future)
+        self._gathered()
         await future
 
-    def _flush_claims(self) -> None:
+    def _put_claims(self) -> None:
         rows, futures = self._claims, self._claimed
         self._claims, self._claimed = [], []
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.executemany(_INSERT_CLAIM, rows)
-
-        loop = asyncio.get_running_loop()
-        batch: asyncio.Future[None] = loop.create_future()
-        self._jobs.put(_Job(insert, loop, batch))
+        batch: asyncio.Future[None] = self._loop().create_future()
+        self._jobs.put(_Job(lambda db: db.executemany(_INSERT_CLAIM, rows), self._loop(), batch))
 
         def settle(done: asyncio.Future[None]) -> None:
             error = None if done.cancelled() else done.exception()
@@ -502,25 +560,24 @@ class Journal:
         batch.add_done_callback(settle)
 
     def record_message(
-        self, key: str, state: str, *, message_id: str | None = None, error: str | None = None
+        self,
+        campaign: str,
+        key: str,
+        state: str,
+        *,
+        message_id: str | None = None,
+        error: str | None = None,
     ) -> None:
         """Record the outcome of a claimed message. Not waited for (the claim made before
         sending is what must be on disk first); outcomes of one turn of the event loop are
         written by one statement with the next commit, and close waits for them."""
         self._check_usable()
-        if not self._outcomes:
-            asyncio.get_running_loop().call_soon(self._flush_outcomes)
-        self._outcomes.append((state, message_id, error, time.time(), key))
+        self._outcomes.append((state, message_id, error, time.time(), campaign, key))
+        self._gathered()
 
-    def _flush_outcomes(self) -> None:
-        rows, self._outcomes = self._outcomes, []
-        self._submit_later(
-            lambda db: db.executemany(
-                "UPDATE messages SET state = ?, message_id = COALESCE(?, message_id), "
-                "error = ?, updated_at = ? WHERE key = ?",
-                rows,
-            )
-        )
+    @staticmethod
+    def _loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
 
     # -- closing --------------------------------------------------------------------------
 
@@ -528,8 +585,7 @@ class Journal:
         """Finish pending writes, close the file and release the lock. Idempotent."""
         if self._closed:
             return
-        if self._outcomes:  # written before the thread is told to stop
-            self._flush_outcomes()
+        self._flush()  # what was gathered is written before the thread is told to stop
         self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)

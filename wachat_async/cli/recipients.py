@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .. import _validate as check
-from ..bulk import SendSpec, render_template
+from ..bulk import SendSpec, opt_out_number, render_template
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
 from ..resources.messages import send_request
@@ -223,7 +222,7 @@ def read_opt_out(path: Path) -> frozenset[str]:
         entry = raw.split("#", 1)[0].strip()
         if entry:
             try:
-                numbers.add(check.number(NUMBER, entry))
+                numbers.add(opt_out_number(NUMBER, entry))
             except InvalidRequestError as exc:
                 raise CliError(f"--opt-out {path}, line {line}: {exc}") from None
     return frozenset(numbers)

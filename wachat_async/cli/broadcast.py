@@ -33,7 +33,7 @@ from ..client import AsyncWachat
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
 from .connect import connect
-from .manifest import SpreadsheetLog
+from .manifest import SpreadsheetLog, journal_files, refuse_overwriting
 from .outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -228,6 +228,12 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
     if args.dry_run:
         return await dry_run(recipients, opt_out, pace, out)
     journal = None if args.sandbox else (args.journal or Path(JOURNAL_NAME))
+    if journal is not None:
+        refuse_overwriting(
+            "--journal",
+            journal,
+            [(args.csv, "the recipients CSV"), (args.opt_out, "the opt-out list")],
+        )
     results = _results_path(args, campaign, journal)
     with interrupted_as(f"Interrupted while reading {args.csv}; nothing was sent."):
         plan = await Plan.read(recipients, opt_out, pace)
@@ -251,9 +257,15 @@ def _results_path(args: argparse.Namespace, campaign: str, journal: Path | None)
         raise CliError(f"--results {path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise CliError(f"--results {path}: no such folder {path.parent}")
-    for other, what in ((args.csv, "the recipients CSV"), (journal, "the journal")):
-        if other is not None and other.exists() and path.exists() and path.samefile(other):
-            raise CliError(f"--results {path} is {what}; give another file")
+    refuse_overwriting(
+        "--results",
+        path,
+        [
+            (args.csv, "the recipients CSV"),
+            (args.opt_out, "the opt-out list"),
+            *journal_files(journal),
+        ],
+    )
     return path
 
 
@@ -628,6 +640,10 @@ class Broadcasting:
         self._display.close()
         if self._log is not None:
             self._log.close()
+            # Every row is in the file already; in line order is for the reader (a failure
+            # here leaves them in the order they finished).
+            with contextlib.suppress(OSError, ValueError):
+                self._log.sort_by_first_column()
 
     # -- the end ------------------------------------------------------------------------------
 

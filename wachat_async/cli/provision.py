@@ -25,7 +25,14 @@ from ..qr import save_png
 from ..resources.instances import AsyncInstances
 from .connect import connect
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
-from .manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    ManifestRow,
+    journal_files,
+    refuse_overwriting,
+    same_file,
+    write_manifest,
+)
 from .outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -90,6 +97,9 @@ async def run_provision(args: argparse.Namespace, out: Output) -> int:
     sheet = Sheet.open(args.csv)
     folder = _out_folder(args.out)
     journal = args.journal or (None if args.sandbox else folder / JOURNAL_NAME)
+    refuse_overwriting("--out", folder / MANIFEST_NAME, _kept(sheet.path, journal))
+    if journal is not None:
+        refuse_overwriting("--journal", journal, [(sheet.path, "the CSV")])
     if sheet.unknown_columns:
         out.say(
             f"Ignoring column(s) that are not create fields: {', '.join(sheet.unknown_columns)}",
@@ -115,6 +125,11 @@ def _out_folder(path: Path) -> Path:
     except OSError as exc:
         raise CliError(f"cannot create --out folder {path}: {exc.strerror or exc}") from None
     return path
+
+
+def _kept(csv: Path, journal: Path | None) -> list[tuple[Path | None, str]]:
+    """The files a run reads or keeps, which none it writes may be."""
+    return [(csv, "the CSV"), *journal_files(journal)]
 
 
 def _no_progress(done: int, status: str) -> None:
@@ -193,6 +208,17 @@ class Provisioning:
             return None, "WHATSAPP-BUSINESS: no QR code"
         if result.skipped and target.exists():
             return file_name, None
+        kept = next(
+            (
+                what
+                for path, what in _kept(self.sheet.path, self.journal)
+                if path and same_file(target, path)
+            ),
+            None,
+        )
+        if kept is not None:
+            self.png_missing.add(line)
+            return None, f"QR code not saved: {file_name} is {kept}"
         try:
             png = _png_bytes(result.qrcode)
             if png is None:

@@ -368,6 +368,7 @@ class Instances(_Group):
     delete = _Bridged(AsyncInstances.delete)
     profile_picture = _Bridged(AsyncInstances.profile_picture)
     wait_until_connected = _Bridged(AsyncInstances.wait_until_connected)
+    dedupe = _Bridged(AsyncInstances.dedupe)
 
 
 class Messages(_Group):

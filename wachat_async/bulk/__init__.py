@@ -12,6 +12,7 @@ from .broadcast import (
     opt_out_number,
     render_template,
 )
+from .dedupe import DuplicateGroup
 from .journal import Journal, MessageEntry, ProvisionEntry
 from .provision import ProvisionProgress, ProvisionResult
 
@@ -19,6 +20,7 @@ __all__ = [
     "BroadcastProgress",
     "BroadcastResult",
     "BroadcastStatus",
+    "DuplicateGroup",
     "InstanceWait",
     "Journal",
     "MessageEntry",

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
     try:  # here, not at the top: without the cli extra, say so instead of a traceback
-        from . import instances, provision, sandbox, send
+        from . import dedupe, instances, provision, sandbox, send
         from .output import Output
         from .parser import Command, parse, wants_json
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     out = Output(json_mode=wants_json(words))
     try:
-        groups = (instances, send, provision, sandbox)
+        groups = (instances, dedupe, send, provision, sandbox)  # dedupe joins instances
         args = parse(words, [group.add_commands for group in groups])
         out = Output(json_mode=args.json)
         command: Command = args.run

@@ -104,6 +104,12 @@ def add_seconds(
     )
 
 
+def subcommands_of(commands: Subcommands, name: str) -> Subcommands:
+    """The operations of command ``name``, for a module that adds one of its own."""
+    group = commands.choices[name]
+    return next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+
+
 #: What a command group module offers: it adds its commands to the tree.
 AddCommands: TypeAlias = Callable[[Subcommands, Parser], None]
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import attrs
 
-from ..bulk import ProvisionResult
+from ..bulk import DuplicateGroup, ProvisionProgress, ProvisionResult
 from ..client import AsyncWachat
 from ..errors import ConflictError, WachatError
 from ..models import CreateSpec, Integration, QrCode
 from ..qr import save_png
 from ..resources.instances import AsyncInstances
 from .connect import connect
+from .dedupe import duplicate_json, duplicate_line
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
 from .manifest import (
     MANIFEST_NAME,
@@ -153,6 +154,8 @@ class Provisioning:
     #: Lines of rows that succeeded but whose PNG could not be saved.
     png_missing: set[int] = attrs.field(init=False, factory=set)
     _progress: Callable[[int, str], None] = attrs.field(init=False, default=_no_progress)
+    #: What the run's closing sweep found: names it created that another instance holds.
+    duplicates: tuple[DuplicateGroup, ...] = attrs.field(init=False, default=())
 
     @property
     def manifest(self) -> Path:
@@ -169,10 +172,14 @@ class Provisioning:
                 concurrency=concurrency,
                 rate_limit=rate,
                 journal=None if self.journal is None else str(self.journal),
+                on_progress=self._on_progress,
             ):
                 self._add_bad_rows()
                 self._add(await self._settle(result))
             self._add_bad_rows()
+
+    def _on_progress(self, progress: ProvisionProgress) -> None:
+        self.duplicates = progress.duplicates or self.duplicates
 
     def _add(self, row: ManifestRow) -> None:
         self.rows.append(row)
@@ -284,6 +291,7 @@ class Provisioning:
                     "out": str(self.folder),
                     "journal": None if self.journal is None else str(self.journal),
                     "ignored_columns": self.sheet.unknown_columns,
+                    "duplicates": [duplicate_json(g) for g in self.duplicates],
                 }
             )
             return
@@ -314,6 +322,11 @@ class Provisioning:
             self.out.say(f"… and {len(self.rows) - SUMMARY_ROWS} more in {self.manifest}")
         if self.png_missing:
             self.out.say(f"{len(self.png_missing)} QR code(s) could not be saved", style="red")
+        for group in self.duplicates:
+            self.out.say(
+                "Duplicate (a create landed twice): " + duplicate_line(group),
+                style="yellow" if group.left else None,
+            )
         self.out.say(f"Manifest: {self.manifest}")
         self.out.say(f"QR codes: {self.folder}/")
         if self.journal is not None:

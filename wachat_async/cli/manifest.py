@@ -2,10 +2,11 @@
 spreadsheet.
 
 One line per CSV row, in line order: ``line, instance_name, api_instance_name, status
-(created, reconciled, skipped, failed), png, error, note``. ``png`` is a file name in the same
-folder. A text cell that a spreadsheet would take for a formula (it starts with ``=``, ``+``,
-``-``, ``@``, a tab or a carriage return) is prefixed with ``'``. The file is UTF-8 with a
-byte-order mark (so spreadsheets read it as UTF-8) and is replaced whole, atomically.
+(created, reconciled, created earlier, failed), png, error, note``. ``png`` is a file name in
+the same folder. A text cell that a spreadsheet would take for a formula (it starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is prefixed with ``'``. The file is
+UTF-8 with a byte-order mark (so spreadsheets read it as UTF-8) and is replaced whole,
+atomically.
 
 A broadcast's results file is written the same way, a row at a time as the run goes
 (:class:`SpreadsheetLog`), and put in line order when the run ends.

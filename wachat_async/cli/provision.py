@@ -2,8 +2,8 @@
 per instance, ``DIR/manifest.csv`` listing what every row became, and a summary.
 
 With a journal (by default ``DIR/.wachat-journal.sqlite``; none with ``--sandbox``, which
-forgets everything at exit) a re-run resumes: rows done earlier are skipped (their PNG saved
-again if it is missing) and failed ones are tried again.
+forgets everything at exit) a re-run resumes: rows an earlier run created are ``created
+earlier`` (their PNG saved again if it is missing) and failed ones are tried again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import attrs
 
 from ..bulk import DuplicateGroup, ProvisionProgress, ProvisionResult
 from ..client import AsyncWachat
-from ..errors import ConflictError, WachatError
+from ..errors import ConflictError, InvalidRequestError, WachatError
 from ..models import CreateSpec, Integration, QrCode
 from ..qr import save_png
 from ..resources.instances import AsyncInstances
@@ -50,7 +50,10 @@ from .sheet import BadRow, Sheet, SheetSpecs
 JOURNAL_NAME = ".wachat-journal.sqlite"
 #: Rows the summary shows; the manifest has them all.
 SUMMARY_ROWS = 20
-STATUSES = ("created", "reconciled", "skipped", "failed")
+#: What a row became. ``created earlier``: the journal says an earlier run created it (the
+#: library's ``skipped``: nothing was sent now).
+CREATED_EARLIER = "created earlier"
+STATUSES = ("created", "reconciled", CREATED_EARLIER, "failed")
 
 _CONCURRENCY = inspect.signature(AsyncInstances.create_many).parameters["concurrency"].default
 
@@ -156,6 +159,8 @@ class Provisioning:
     _progress: Callable[[int, str], None] = attrs.field(init=False, default=_no_progress)
     #: What the run's closing sweep found: names it created that another instance holds.
     duplicates: tuple[DuplicateGroup, ...] = attrs.field(init=False, default=())
+    #: Failed rows a re-run may create (not those whose input is wrong).
+    retryable: int = attrs.field(init=False, default=0)
 
     @property
     def manifest(self) -> Path:
@@ -198,11 +203,14 @@ class Provisioning:
         line = self.specs.line_of(result.index)
         name = result.instance_name
         if result.error is not None or name is None:
+            if not _failed_on_input(result):
+                self.retryable += 1
             return ManifestRow(
                 line, name, result.api_instance_name, "failed", error=self._error(result)
             )
         png, note = await self._save_png(result, name, line)
-        return ManifestRow(line, name, result.api_instance_name, result.status, png=png, note=note)
+        status = CREATED_EARLIER if result.skipped else result.status
+        return ManifestRow(line, name, result.api_instance_name, status, png=png, note=note)
 
     async def _save_png(
         self, result: ProvisionResult, name: str, line: int
@@ -330,8 +338,11 @@ class Provisioning:
         self.out.say(f"Manifest: {self.manifest}")
         self.out.say(f"QR codes: {self.folder}/")
         if self.journal is not None:
+            # Rows that failed on their input fail again until the CSV is fixed.
             again = (
-                " (re-run the same command to retry the failed rows)" if counts["failed"] else ""
+                f" (re-run the same command to retry the {self.retryable} row(s) the server failed)"
+                if self.retryable
+                else ""
             )
             self.out.say(f"Journal: {self.journal}{again}")
 
@@ -346,6 +357,11 @@ def line_ranges(lines: Iterable[int], most: int = 8) -> str:
             spans.append([line, line])
     shown = [f"{a}-{b}" if b > a else str(a) for a, b in spans[:most]]
     return ", ".join(shown) + (", ..." if len(spans) > most else "")
+
+
+def _failed_on_input(result: ProvisionResult) -> bool:
+    """The row's own spec is wrong (or repeats a name): a re-run fails it the same way."""
+    return isinstance(result.error, InvalidRequestError) or result.duplicate_of is not None
 
 
 def _bad_row(bad: BadRow) -> ManifestRow:

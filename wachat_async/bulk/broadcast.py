@@ -215,8 +215,9 @@ class InstanceWait:
 
 @attrs.frozen
 class BroadcastProgress:
-    """Counts so far, handed to ``on_progress`` after each result (live, read-only views: they
-    stay current between results too)."""
+    """Counts so far, handed to ``on_progress`` after each result, and when an instance starts
+    waiting on the server or on a cap (live, read-only views: they stay current between
+    calls too)."""
 
     #: Results so far, by status.
     counts: Mapping[BroadcastStatus, int]
@@ -286,6 +287,7 @@ class _Pacer:
         *,
         instance: str,
         waits: dict[str, InstanceWait],
+        on_hold: Callable[[], None] | None = None,
     ) -> None:
         self.pace = pace
         self._rng = rng
@@ -302,6 +304,8 @@ class _Pacer:
         self._instance = instance
         #: What each instance of the run waits for now (shown as progress).
         self._waits = waits
+        #: Called when a wait on the server or a cap begins (a pace's spacing is expected).
+        self._on_hold = on_hold
 
     async def turn(self) -> None:
         """Wait until this instance may send its next message."""
@@ -345,6 +349,8 @@ class _Pacer:
 
     async def _wait(self, reason: WaitReason, seconds: float) -> None:
         self._waits[self._instance] = InstanceWait(reason, time.time() + seconds)
+        if reason is not WaitReason.PACED and self._on_hold is not None:
+            self._on_hold()
         try:
             await asyncio.sleep(seconds)
         finally:
@@ -423,6 +429,8 @@ class _Broadcast:
         self.paused: dict[str, str] = {}
         self.waiting: dict[str, InstanceWait] = {}
         self.policy = policy
+        #: Told of each result and of each wait on the server or a cap.
+        self.on_progress: Callable[[BroadcastProgress], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -485,7 +493,14 @@ class _Broadcast:
             history: list[float] = []
             if self.journal is not None and (self.pace.hourly or self.pace.daily):
                 history = await self.journal.sent_times(instance, since=time.time() - 86400.0)
-            pacer = _Pacer(self.pace, self.rng, history, instance=instance, waits=self.waiting)
+            pacer = _Pacer(
+                self.pace,
+                self.rng,
+                history,
+                instance=instance,
+                waits=self.waiting,
+                on_hold=self.on_hold,
+            )
             lane = self.lanes[instance] = _Lane(instance, pacer)
             lane.workers = [
                 asyncio.create_task(self.work(lane)) for _ in range(self.pace.per_instance)
@@ -654,6 +669,10 @@ class _Broadcast:
                 error=None if error is None else error_text(error),
             )
 
+    def on_hold(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
     def progress(self) -> BroadcastProgress:
         # Live read-only views: a copy per result would cost O(instances) each time.
         return BroadcastProgress(
@@ -717,6 +736,7 @@ async def broadcast(
         policy=settings.retry,
     )
     run.rerun = log is not None and await log.has_messages(campaign)
+    run.on_progress = on_progress
     slots = asyncio.Semaphore(READ_AHEAD)
     read_next: Callable[[], Awaitable[Any]] = reader(specs)
     outstanding = 0

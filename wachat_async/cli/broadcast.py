@@ -28,7 +28,15 @@ from typing import Any
 import attrs
 
 from .. import _validate as check
-from ..bulk import BroadcastProgress, BroadcastResult, BroadcastStatus, Pace, SendSpec
+from ..bulk import (
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    InstanceWait,
+    Pace,
+    SendSpec,
+    WaitReason,
+)
 from ..client import AsyncWachat
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
@@ -65,6 +73,13 @@ PREVIEW = 3
 PLAIN_EVERY = 60.0
 #: The plan lets Ctrl-C in after this many rows.
 _YIELD_EVERY = 1000
+#: Waiting instances named in the status line (the others are counted).
+_WAITS_SHOWN = 2
+_WAIT_WORDS = {
+    WaitReason.THROTTLED: "throttled by the server",
+    WaitReason.CAPPED: "capped (per hour/day)",
+    WaitReason.PACED: "pacing",
+}
 
 S = BroadcastStatus
 #: The statuses a row may end with, in the order the counts are shown.
@@ -433,6 +448,11 @@ class Plan:
         out.say(f"Pace: {pace_text(self.pace)}")
 
 
+def wait_text(wait: InstanceWait, now: float) -> str:
+    """``throttled: resuming in 58s``: what an instance waits for, and for how long still."""
+    return f"{_WAIT_WORDS[wait.reason]}: resuming in {duration(max(0.0, wait.until - now))}"
+
+
 def _shown(message: MessagePayload) -> dict[str, Any]:
     if isinstance(message, MediaMessage):
         return {"text": message.caption, "media_url": message.media_url}
@@ -509,6 +529,10 @@ class Broadcasting:
     sent_lines: array[int] = attrs.field(init=False, factory=lambda: array("I"))
     #: Paused instances, with why (the library's live view, once it runs).
     paused: Mapping[str, str] = attrs.field(init=False, factory=dict)
+    #: What each instance waits for now, until when (the library's live view).
+    waiting: Mapping[str, InstanceWait] = attrs.field(init=False, factory=dict)
+    #: Without a live display: the end of each wait already announced, by instance.
+    _announced: dict[str, float] = attrs.field(init=False, factory=dict)
     _log: SpreadsheetLog | None = attrs.field(init=False, default=None)
     _bars: Bars = attrs.field(init=False, factory=Bars)
     _display: contextlib.ExitStack[bool | None] = attrs.field(
@@ -534,19 +558,51 @@ class Broadcasting:
         return all(self.counts[s] == 0 for s in STATUSES if s not in _SETTLED)
 
     async def go(self, wa: AsyncWachat, *, resend_unknown: bool) -> None:
-        async for result in wa.messages.send_many(
-            self._specs,
-            campaign=self.recipients.campaign,
-            pace=self.plan.pace,
-            journal=self.journal,
-            opt_out=self.opt_out,
-            resend_unknown=resend_unknown,
-            on_progress=self._on_progress,
-        ):
-            self._add(self._row(result))
+        # A wait of a minute must not look frozen: the countdown is redrawn while it lasts.
+        ticking = asyncio.create_task(self._tick()) if self.out.interactive else None
+        try:
+            async for result in wa.messages.send_many(
+                self._specs,
+                campaign=self.recipients.campaign,
+                pace=self.plan.pace,
+                journal=self.journal,
+                opt_out=self.opt_out,
+                resend_unknown=resend_unknown,
+                on_progress=self._on_progress,
+            ):
+                self._add(self._row(result))
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._held():
+                self._show()
 
     def _on_progress(self, progress: BroadcastProgress) -> None:
         self.paused = progress.paused
+        self.waiting = progress.waiting
+        if not self.out.interactive:
+            self._announce_waits()
+
+    def _held(self) -> dict[str, InstanceWait]:
+        """The instances waiting on the server or on a cap (a pace's spacing is expected)."""
+        return {i: w for i, w in self.waiting.items() if w.reason is not WaitReason.PACED}
+
+    def _announce_waits(self) -> None:
+        """Without a live display: a line (or a JSON object) when a wait begins."""
+        for instance, wait in self._held().items():
+            if self._announced.get(instance) == wait.until:
+                continue
+            self._announced[instance] = wait.until
+            if self.out.json:
+                self.out.document(
+                    {"instance": instance, "waiting": wait.reason.value, "until": wait.until}
+                )
+            else:
+                self.out.say(f"{instance}: {wait_text(wait, time.time())}")
 
     def _start(self) -> None:
         """The journal is open and nothing is sent yet: open the results, show the plan."""
@@ -609,32 +665,56 @@ class Broadcasting:
         eta = self.eta()
         if self.out.json:
             self.out.document(attrs.asdict(row) | {"eta_seconds": round(eta, 1)})
-        status = self._status_text(eta)
-        self._bars(self.finished, status)
-        if row.instance in self.by_instance:
-            done = self.by_instance[row.instance]
-            note = ", ".join(f"{done[s]} {s}" for s in STATUSES if done[s])
-            if row.instance in self.paused:
-                note += " (paused)"
-            self._bars.part(row.instance, self.settled[row.instance], note)
+        status = self._show(eta, row.instance)
         if not self.out.interactive and time.monotonic() - self._last_line >= PLAIN_EVERY:
             self._last_line = time.monotonic()
             self.out.say(f"{self.finished} of {self.plan.rows} rows done: {status}")
 
-    def eta(self) -> float:
-        """Seconds left at this pace: the remaining messages of the slowest instance (paused
-        ones left out: their messages are not sent)."""
+    def _show(self, eta: float | None = None, changed: str | None = None) -> str:
+        """Redraw the status line and the line of each instance that changed (or waits);
+        returns the status."""
+        now = time.time()
+        held = self._held()
+        status = self._status_text(self.eta(now) if eta is None else eta, held, now)
+        self._bars(self.finished, status)
+        shown = {*held, *([changed] if changed is not None else [])}
+        for instance in shown & self.by_instance.keys():
+            done = self.by_instance[instance]
+            note = ", ".join(f"{done[s]} {s}" for s in STATUSES if done[s])
+            if instance in self.paused:
+                note += " (paused)"
+            elif instance in held:
+                note += f" ({wait_text(held[instance], now)})"
+            self._bars.part(instance, self.settled[instance], note)
+        return status
+
+    def eta(self, now: float | None = None) -> float:
+        """Seconds left at this pace: the remaining messages of the slowest instance, after
+        what it waits for now on the server or a cap (paused ones left out: their messages are
+        not sent)."""
         pace, left = self.plan.pace, 0.0
+        now = time.time() if now is None else now
+        held = self._held()
         for instance, planned in self.plan.messages.items():
             done = self.settled[instance]
             if instance not in self.paused and planned > done:
+                wait = held.get(instance)
+                waiting = 0.0 if wait is None else max(0.0, wait.until - now)
                 # After a message, each one left waits a turn; before any, the first does not.
-                left = max(left, pace.projected_seconds(planned - done + (1 if done else 0)))
+                to_send = pace.projected_seconds(planned - done + (1 if done else 0))
+                left = max(left, waiting + to_send)
         return left
 
-    def _status_text(self, eta: float) -> str:
+    def _status_text(
+        self, eta: float, held: Mapping[str, InstanceWait] | None = None, now: float = 0.0
+    ) -> str:
         counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])
-        return f"{counts}; about {duration(eta)} left" if eta else counts
+        text = f"{counts}; about {duration(eta)} left" if eta else counts
+        if held:
+            shown = [f"{i} {wait_text(w, now)}" for i, w in list(held.items())[:_WAITS_SHOWN]]
+            more = len(held) - len(shown)
+            text += "; " + "; ".join(shown) + (f"; {more} more waiting" if more > 0 else "")
+        return text
 
     def close(self) -> None:
         self._display.close()

@@ -21,11 +21,8 @@ messages are left unsent, for a re-run.
 from __future__ import annotations
 
 import asyncio
-import enum
-import math
 import os
 import random
-import string
 import time
 from collections import deque
 from collections.abc import (
@@ -35,12 +32,9 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
-    Mapping,
 )
 from types import MappingProxyType
 from typing import Any, Protocol
-
-import attrs
 
 from .. import _validate as check
 from .._build import builder
@@ -58,204 +52,23 @@ from ..errors import (
 )
 from ..models import InstanceState, MessagePayload, SendResult
 from ._pool import END, reader
+from .campaign import (
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    InstanceWait,
+    Pace,
+    WaitReason,
+)
 from .journal import DONE, FAILED, IN_FLIGHT, UNKNOWN, Journal, MessageEntry, error_text
+from .plan import Judge, Judged, opt_out_numbers
 
-__all__ = [
-    "BroadcastProgress",
-    "BroadcastResult",
-    "BroadcastStatus",
-    "InstanceWait",
-    "Pace",
-    "SendSpec",
-    "WaitReason",
-    "opt_out_number",
-    "render_template",
-]
+__all__ = ["Sends", "broadcast"]
 
 #: How many specs may be read ahead of what the lanes have sent (bounds memory on any input).
 READ_AHEAD = 10_000
 #: How many 429s a message gets before it is given up (reported failed: the server refused it).
 _THROTTLED_TRIES = 5
-
-
-@attrs.frozen(kw_only=True)
-class Pace:
-    """How fast one instance (one WhatsApp number) sends. Bursts get numbers restricted or
-    banned, so the default is conservative: one message at a time, at least 5 s apart plus up to
-    5 s of random jitter (about 8 a minute per number). Several instances send in parallel,
-    each at its own pace.
-
-    ``hourly`` and ``daily`` cap one instance's messages in any rolling hour and day (counting
-    what the journal records of earlier runs); ``warmup_messages`` ramps a new number up: its
-    first messages are spaced from ``warmup_interval`` down to ``interval``.
-    """
-
-    #: Seconds at least between two messages of one instance.
-    interval: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
-    #: Up to this many seconds more, at random, each time.
-    jitter: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
-    #: Messages of one instance in flight at once.
-    per_instance: int = attrs.field(default=1, validator=check.attribute(check.positive_int))
-    hourly: int | None = attrs.field(
-        default=None, validator=check.attribute(check.positive_int, optional=True)
-    )
-    daily: int | None = attrs.field(
-        default=None, validator=check.attribute(check.positive_int, optional=True)
-    )
-    #: How many first messages of each instance are spaced more widely.
-    warmup_messages: int = attrs.field(default=0, validator=check.attribute(check.non_negative_int))
-    #: The spacing of the first of those (then linearly down to ``interval``); default 3x.
-    warmup_interval: float | None = attrs.field(
-        default=None, validator=check.attribute(check.seconds, optional=True)
-    )
-    #: Seeds the jitter, for repeatable runs.
-    seed: int | None = None
-
-    @classmethod
-    def off(cls, *, per_instance: int = 64) -> Pace:
-        """No spacing at all (a test server, a benchmark; never a real number)."""
-        return cls(interval=0.0, jitter=0.0, per_instance=per_instance)
-
-    def spacing(self, sent: int) -> float:
-        """The minimum interval before message number ``sent`` (0-based) of an instance."""
-        if sent >= self.warmup_messages:
-            return self.interval
-        start = self.warmup_interval if self.warmup_interval is not None else 3 * self.interval
-        return start + (self.interval - start) * sent / self.warmup_messages
-
-    def projected_seconds(self, messages: int) -> float:
-        """Expected time for one instance to send ``messages`` at this pace (caps included)."""
-        if messages <= 1:
-            return 0.0
-        # Only the warm-up's gaps differ; the rest are all ``interval`` (the CLI asks this for
-        # its ETA after every row, so it must not cost a step per message left).
-        warm = range(1, min(messages, self.warmup_messages))
-        steady = messages - max(1, self.warmup_messages)
-        gaps = (sum(map(self.spacing, warm)) + max(0, steady) * self.interval) / self.per_instance
-        total = gaps + (messages - 1) * self.jitter / 2 / self.per_instance
-        for cap, window in ((self.hourly, 3600.0), (self.daily, 86400.0)):
-            if cap is not None:
-                total = max(total, (math.ceil(messages / cap) - 1) * window)
-        return total
-
-
-@attrs.frozen(kw_only=True)
-class SendSpec:
-    """One message of a broadcast: from which instance (its API name), to whom, what."""
-
-    instance: str
-    recipient: str
-    message: MessagePayload
-    #: What makes it one message: by default ``campaign:instance:recipient``.
-    key: str | None = None
-
-
-class BroadcastStatus(enum.StrEnum):
-    SENT = "sent"
-    #: An earlier run sent it (the journal says so); nothing was sent now.
-    SKIPPED = "skipped"
-    #: It may or may not have been sent (an ambiguous failure now, or a run that died while it
-    #: was in flight); it was not resent.
-    UNKNOWN = "unknown"
-    #: It was not sent (a refusal, a bad message); a re-run tries again.
-    FAILED = "failed"
-    #: The spec itself is wrong (bad number, missing template value, a repeated key).
-    INVALID = "invalid"
-    OPTED_OUT = "opted_out"
-    #: Its instance was paused (disconnected, or not found); a re-run tries again.
-    PAUSED = "paused"
-
-
-@attrs.frozen(weakref_slot=False)
-class BroadcastResult:
-    """The outcome of one spec."""
-
-    #: Position of the spec in the input, from 0.
-    index: int
-    #: The spec as given.
-    spec: Any
-    status: BroadcastStatus
-    key: str | None = None
-    instance: str | None = None
-    recipient: str | None = None
-    message_id: str | None = None
-    error: WachatError | None = None
-    #: For a key the input already had: the index of its first spec.
-    duplicate_of: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Sent now or earlier, or deliberately not sent (opted out)."""
-        return self.status in (
-            BroadcastStatus.SENT,
-            BroadcastStatus.SKIPPED,
-            BroadcastStatus.OPTED_OUT,
-        )
-
-
-class WaitReason(enum.StrEnum):
-    """What an instance is waiting for before its next message."""
-
-    #: The pace's spacing (interval, jitter, warm-up).
-    PACED = "paced"
-    #: The server asked to wait (a 429 and its Retry-After): every worker of the instance waits.
-    THROTTLED = "throttled"
-    #: An hourly or daily cap is reached.
-    CAPPED = "capped"
-
-
-@attrs.frozen
-class InstanceWait:
-    """An instance's wait: why, and until when."""
-
-    reason: WaitReason
-    #: When it ends: wall-clock Unix seconds (``time.time()``).
-    until: float
-
-
-@attrs.frozen
-class BroadcastProgress:
-    """Counts so far, handed to ``on_progress`` after each result, and when an instance starts
-    waiting on the server or on a cap (live, read-only views: they stay current between
-    calls too)."""
-
-    #: Results so far, by status.
-    counts: Mapping[BroadcastStatus, int]
-    #: Messages sent now, by instance.
-    sent_by_instance: Mapping[str, int]
-    #: Instances paused, with why.
-    paused: Mapping[str, str]
-    #: Instances waiting now for their next turn, with why and until when.
-    waiting: Mapping[str, InstanceWait] = attrs.Factory(dict)
-
-    @property
-    def finished(self) -> int:
-        return sum(self.counts.values())
-
-
-def render_template(template: str, values: Mapping[str, Any]) -> str:
-    """``template`` with its ``{placeholders}`` filled from ``values`` (``{{`` for a brace).
-
-    A placeholder with no value, or an empty one, raises InvalidRequestError naming it: a
-    literal ``{name}`` is never sent."""
-    out: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise InvalidRequestError(f"the template is not valid: {exc}") from None
-    for literal, field, spec, conversion in parsed:
-        out.append(literal)
-        if field is None:
-            continue
-        if not field.isidentifier() or spec or conversion:
-            raise InvalidRequestError(
-                f"template placeholder {{{field}}} must be a plain column name, like {{name}}"
-            )
-        value = values.get(field)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise InvalidRequestError(f"no value for {{{field}}} in this row")
-        out.append(str(value))
-    return "".join(out)
 
 
 _broadcast_result = builder(BroadcastResult)
@@ -375,24 +188,13 @@ class _Pacer:
         self._paused_until = max(self._paused_until, loop.time() + seconds)
 
 
-@attrs.define
-class _Item:
-    index: int
-    spec: Any
-    key: str
-    instance: str
-    recipient: str
-    call: Call
-    body: dict[str, Any]
-
-
 class _Lane:
     """One instance: its queue, its pacer, its workers, and whether it is paused."""
 
     def __init__(self, instance: str, pacer: _Pacer) -> None:
         self.instance = instance
         self.pacer = pacer
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Judged | None] = asyncio.Queue()
         self.paused: str | None = None
         self.workers: list[asyncio.Task[None]] = []
 
@@ -417,12 +219,11 @@ class _Broadcast:
         self.journal = journal
         #: The journal already holds messages of this campaign: some may be settled.
         self.rerun = False
-        self.opt_out = opt_out
+        #: The rules each spec is judged by as it is read (the plan's).
+        self.judge = Judge(sends.prepare, campaign=campaign, opt_out=opt_out)
         self.resend_unknown = resend_unknown
         self.rng = random.Random(pace.seed)
         self.lanes: dict[str, _Lane] = {}
-        #: The hash of each key read so far, with the index of its spec.
-        self.seen: dict[int, int] = {}
         self.results: asyncio.Queue[BroadcastResult | BaseException | None] = asyncio.Queue()
         self.counts = dict.fromkeys(BroadcastStatus, 0)
         self.sent_by_instance: dict[str, int] = {}
@@ -433,59 +234,6 @@ class _Broadcast:
         self.on_progress: Callable[[BroadcastProgress], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
-
-    def prepare(self, index: int, given: Any) -> _Item | BroadcastResult:
-        try:
-            if isinstance(given, Mapping):
-                given = SendSpec(**given)
-            if not isinstance(given, SendSpec):
-                raise InvalidRequestError(
-                    f"a spec must be a SendSpec or a mapping, got {type(given).__name__}"
-                )
-            call, body = self.sends.prepare(given.instance, given.recipient, given.message)
-            instance, recipient = body["instanceName"], body["number"]  # checked, normalised
-            key = (
-                check.text("key", given.key)
-                if given.key is not None
-                else f"{self.campaign}:{instance}:{recipient}"
-            )
-        except InvalidRequestError as exc:
-            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=exc)
-        except TypeError as exc:  # a mapping with unknown or missing fields
-            error = InvalidRequestError(f"not a send spec: {exc}")
-            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
-        except (AttributeError, KeyError, ValueError) as exc:
-            # A payload built by hand with the wrong parts (a list row given as a plain dict):
-            # this spec is bad, the broadcast goes on.
-            error = InvalidRequestError(
-                f"the message is malformed ({type(exc).__name__}: {exc}); build it from the "
-                "message classes (ListSection, ListRow, ...)"
-            )
-            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
-        # Remembered by hash, not by text: a million keys take about 110 MB, not several hundred.
-        # Two keys that share a 64-bit hash (odds around 1e-8 in a million) would report the
-        # second as a repeat.
-        first = self.seen.setdefault(hash(key), index)
-        if first != index:
-            error = InvalidRequestError(
-                f"recipient {recipient} appears again for instance {instance} in this campaign "
-                f"(key {key!r}, first at index {first})"
-            )
-            return BroadcastResult(
-                index,
-                given,
-                BroadcastStatus.INVALID,
-                key,
-                instance,
-                recipient,
-                error=error,
-                duplicate_of=first,
-            )
-        if recipient in self.opt_out:
-            return BroadcastResult(
-                index, given, BroadcastStatus.OPTED_OUT, key, instance, recipient
-            )
-        return _Item(index, given, key, instance, recipient, call, body)
 
     async def lane_for(self, instance: str) -> _Lane:
         lane = self.lanes.get(instance)
@@ -518,7 +266,7 @@ class _Broadcast:
 
     def _result(
         self,
-        item: _Item,
+        item: Judged,
         status: BroadcastStatus,
         *,
         message_id: str | None = None,
@@ -536,7 +284,7 @@ class _Broadcast:
             None,
         )
 
-    def _settled(self, item: _Item, entry: MessageEntry | None) -> BroadcastResult | None:
+    def _settled(self, item: Judged, entry: MessageEntry | None) -> BroadcastResult | None:
         """The result for a message an earlier run settled (or may have), else None."""
         if entry is None:
             return None
@@ -555,7 +303,7 @@ class _Broadcast:
             )
         return None
 
-    async def deliver(self, lane: _Lane, item: _Item) -> BroadcastResult:
+    async def deliver(self, lane: _Lane, item: Judged) -> BroadcastResult:
         if lane.paused is not None:
             return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
         if self.journal is not None and self.rerun:
@@ -586,7 +334,7 @@ class _Broadcast:
                 await asyncio.sleep(self.policy.delay_after(outcome, retried))
 
     async def _send_once(
-        self, lane: _Lane, item: _Item, *, first_try: bool
+        self, lane: _Lane, item: Judged, *, first_try: bool
     ) -> BroadcastResult | WachatError:
         """One send; the refusal when it may be tried again (nothing was sent: recorded as
         failed, so that a run that stops here leaves it for a re-run)."""
@@ -654,7 +402,7 @@ class _Broadcast:
 
     def _record(
         self,
-        item: _Item,
+        item: Judged,
         state: str,
         *,
         message_id: str | None = None,
@@ -687,22 +435,6 @@ def _paused(lane: _Lane) -> InvalidRequestError:
     return InvalidRequestError(f"not sent: {lane.paused}; a re-run sends it once it is back")
 
 
-def opt_out_number(field: str, value: Any) -> str:
-    """A number of an opt-out list, as sends are checked, except that the ``00`` call prefix
-    is read as ``+``: leaving out someone who wrote ``0049...`` can only send less."""
-    if isinstance(value, str) and value.lstrip().startswith("00"):
-        value = "+" + value.lstrip()[2:]
-    return check.number(field, value)
-
-
-def _opt_out_numbers(numbers: Iterable[str] | None) -> frozenset[str]:
-    if numbers is None:
-        return frozenset()
-    if isinstance(numbers, str):
-        raise InvalidRequestError("opt_out must be a collection of numbers, not one string")
-    return frozenset(opt_out_number("opt_out", n) for n in numbers)
-
-
 async def broadcast(
     sends: Sends,
     settings: Settings,
@@ -720,7 +452,7 @@ async def broadcast(
     if not isinstance(pace, Pace):
         raise InvalidRequestError(f"pace must be a Pace, got {type(pace).__name__}")
     check.flag("resend_unknown", resend_unknown)
-    opted_out = _opt_out_numbers(opt_out)
+    opted_out = opt_out_numbers(opt_out)
     log = (
         None
         if journal is None
@@ -751,7 +483,7 @@ async def broadcast(
                 if given is END:
                     break
                 outstanding += 1
-                prepared = run.prepare(index, given)
+                prepared = run.judge(index, given)
                 index += 1
                 if isinstance(prepared, BroadcastResult):
                     run.results.put_nowait(prepared)

@@ -18,17 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from .. import _validate as check
+from .._config import API_KEY_ENV
 from ..bulk import (
+    BroadcastPlan,
     BroadcastProgress,
     BroadcastResult,
     BroadcastStatus,
@@ -36,10 +39,13 @@ from ..bulk import (
     Pace,
     SendSpec,
     WaitReason,
+    plan,
 )
+from ..bulk.plan import Judged
 from ..client import AsyncWachat
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, NotFoundError, WachatError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
+from ..resources.messages import send_request
 from .connect import connect
 from .manifest import SpreadsheetLog, journal_files, refuse_overwriting
 from .outcome import (
@@ -63,7 +69,6 @@ from .recipients import (
     RowProblem,
     SpecStream,
     Template,
-    checked,
     read_opt_out,
 )
 
@@ -71,8 +76,6 @@ from .recipients import (
 PREVIEW = 3
 #: Without a terminal (a log file), a progress line at most this often, in seconds.
 PLAIN_EVERY = 60.0
-#: The plan lets Ctrl-C in after this many rows.
-_YIELD_EVERY = 1000
 #: Waiting instances named in the status line (the others are counted).
 _WAITS_SHOWN = 2
 _WAIT_WORDS = {
@@ -241,7 +244,7 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
     recipients = Recipients.open(args.csv, template, campaign=campaign, instance=instance)
     opt_out = frozenset() if args.opt_out is None else read_opt_out(args.opt_out)
     if args.dry_run:
-        return await dry_run(recipients, opt_out, pace, out)
+        return await dry_run(args, recipients, opt_out, pace, out)
     journal = None if args.sandbox else (args.journal or Path(JOURNAL_NAME))
     if journal is not None:
         refuse_overwriting(
@@ -262,6 +265,11 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
             run.close()
     run.summarize(sandbox=args.sandbox)
     return EXIT_OK if run.all_ok else EXIT_FAILED
+
+
+def _can_connect(args: argparse.Namespace) -> bool:
+    """An API key is at hand (a sandbox inside the command has none of the CSV's instances)."""
+    return not args.sandbox and bool(args.api_key or os.environ.get(API_KEY_ENV, "").strip())
 
 
 def _results_path(args: argparse.Namespace, campaign: str, journal: Path | None) -> Path:
@@ -321,6 +329,29 @@ def _repeated(
     )
 
 
+def result_row(
+    recipients: Recipients,
+    result: BroadcastResult,
+    line: int,
+    line_of: Callable[[int], int],
+) -> ResultRow:
+    """A result as a row of the results file: a repeat names the line it repeats."""
+    spec: SendSpec = result.spec
+    instance = result.instance or spec.instance
+    recipient = result.recipient or spec.recipient
+    error: str | None = None
+    if result.duplicate_of is not None:
+        first_line = line_of(result.duplicate_of)
+        error = _repeated(recipients, spec, instance, recipient, first_line)
+    elif result.error is not None:
+        error = row_error(result.error)
+        if result.status is S.UNKNOWN:
+            error = (
+                error.removesuffix(_LIBRARY_RESEND) + "; not resent (--resend-unknown resends it)"
+            )
+    return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
+
+
 def pace_text(pace: Pace) -> str:
     """The pace in words."""
     if pace.interval or pace.jitter:
@@ -344,27 +375,52 @@ def pace_text(pace: Pace) -> str:
 
 @attrs.define
 class Plan:
-    """What a run sends, read from the CSV without a client: messages per instance (and so how
-    long the pace makes it take), the rows that would not be sent, the first messages."""
+    """What a run sends: the library's plan of the CSV (:func:`wachat_async.bulk.plan`, by
+    ``send_many``'s own rules), with what the command shows of it: the rows not sent, by line
+    (the CSV's own problems among them), and the first messages."""
 
-    pace: Pace
+    of: BroadcastPlan
     rows: int = 0
-    #: Messages to send, by instance.
-    messages: dict[str, int] = attrs.Factory(dict)
-    #: Rows that would not be sent, by status.
+    #: Rows that would not be sent, by status (the CSV's problems as invalid).
     not_sent: Counter[str] = attrs.Factory(Counter)
     #: The first rows that would not be sent, and the first messages, as shown.
     problems: list[ResultRow] = attrs.Factory(list)
     preview: list[dict[str, Any]] = attrs.Factory(list)
+    #: Instances that would not send now (not connected, not found), with why; a dry run
+    #: with an API key asks the server.
+    unready: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def pace(self) -> Pace:
+        return self.of.pace
+
+    @property
+    def messages(self) -> dict[str, int]:
+        return self.of.messages
 
     @property
     def total(self) -> int:
-        return sum(self.messages.values())
+        return self.of.total
 
     @property
     def projected_seconds(self) -> float:
-        """The time the slowest instance takes: the run's."""
-        return max(map(self.pace.projected_seconds, self.messages.values()), default=0.0)
+        """The time the slowest instance that can send takes: the run's."""
+        ready = [i for i in self.messages if i not in self.unready]
+        return max(map(self.of.projected_seconds, ready), default=0.0)
+
+    async def check_instances(self, wa: AsyncWachat) -> None:
+        """Ask the server whether each instance can send now (a duration is only promised
+        for those that can)."""
+        for instance in self.messages:
+            try:
+                state = await wa.instances.state(instance)
+            except NotFoundError:
+                self.unready[instance] = "not found"
+            except WachatError as exc:
+                self.unready[instance] = f"its state could not be read ({row_error(exc)})"
+            else:
+                if not state.is_connected:
+                    self.unready[instance] = f"not connected (state {state.state.value})"
 
     @classmethod
     async def read(
@@ -375,50 +431,42 @@ class Plan:
         on_problem: Callable[[ResultRow], None] | None = None,
     ) -> Plan:
         """One pass over the CSV (memory for a hash per message, as ``send_many`` keeps)."""
-        plan = cls(pace)
-        seen: dict[int, int] = {}
-        for line, row in recipients.rows():
-            plan.rows += 1
-            if plan.rows % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # Ctrl-C gets in
-            problem = plan._judge(recipients, line, row, seen, opt_out)
-            if problem is not None:
-                plan.not_sent[problem.status] += 1
-                if len(plan.problems) < SUMMARY_ROWS:
-                    plan.problems.append(problem)
-                if on_problem is not None:
-                    on_problem(problem)
-        return plan
+        lines = array("I")
+        shown = cls(BroadcastPlan(recipients.campaign, pace))
 
-    def _judge(
-        self,
-        recipients: Recipients,
-        line: int,
-        row: SendSpec | RowProblem,
-        seen: dict[int, int],
-        opt_out: frozenset[str],
-    ) -> ResultRow | None:
-        """Count a row that would be sent; else what would become of it."""
-        if isinstance(row, RowProblem):
-            return _problem_row(row)
-        try:
-            instance, recipient = checked(row)
-        except InvalidRequestError as exc:
-            return ResultRow(line, row.instance, row.recipient, S.INVALID.value, error=str(exc))
-        first_line = seen.setdefault(
-            hash(row.key if row.key is not None else (instance, recipient)), line
+        def not_sent(row: ResultRow) -> None:
+            shown.not_sent[row.status] += 1
+            if len(shown.problems) < SUMMARY_ROWS:
+                shown.problems.append(row)
+            if on_problem is not None:
+                on_problem(row)
+
+        def specs() -> Iterator[SendSpec]:
+            for line, row in recipients.rows():
+                shown.rows += 1
+                if isinstance(row, RowProblem):
+                    not_sent(_problem_row(row))
+                else:
+                    lines.append(line)
+                    yield row
+
+        def judged(verdict: Judged | BroadcastResult) -> None:
+            line = lines[verdict.index]
+            if isinstance(verdict, BroadcastResult):
+                not_sent(result_row(recipients, verdict, line, lines.__getitem__))
+            elif len(shown.preview) < PREVIEW:
+                where = {"line": line, "instance": verdict.instance, "recipient": verdict.recipient}
+                shown.preview.append(where | _shown(verdict.spec.message))
+
+        shown.of = await plan(
+            specs(),
+            campaign=recipients.campaign,
+            prepare=send_request,
+            pace=pace,
+            opt_out=opt_out,
+            on_spec=judged,
         )
-        if first_line != line:
-            error = _repeated(recipients, row, instance, recipient, first_line)
-            return ResultRow(line, instance, recipient, S.INVALID.value, error=error)
-        if recipient in opt_out:
-            return ResultRow(line, instance, recipient, S.OPTED_OUT.value)
-        self.messages[instance] = self.messages.get(instance, 0) + 1
-        if len(self.preview) < PREVIEW:
-            self.preview.append(
-                {"line": line, "instance": instance, "recipient": recipient} | _shown(row.message)
-            )
-        return None
+        return shown
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -426,10 +474,11 @@ class Plan:
             "messages": self.total,
             "not_sent": {s: self.not_sent[s] for s in sorted(_NOT_QUEUED)},
             "instances": [
-                {"instance": i, "messages": n, "projected_seconds": self.pace.projected_seconds(n)}
+                {"instance": i, "messages": n, "projected_seconds": self.of.projected_seconds(i)}
                 for i, n in self.messages.items()
             ],
             "projected_seconds": self.projected_seconds,
+            "not_ready": self.unready,
             "pace": to_jsonable(self.pace),
         }
 
@@ -446,6 +495,13 @@ class Plan:
             else "",
         )
         out.say(f"Pace: {pace_text(self.pace)}")
+        for instance, why in self.unready.items():
+            out.say(
+                f"Warning: instance {instance} is {why}: its {self.messages[instance]} "
+                "message(s) would not be sent now (the time above leaves them out); scan its QR "
+                "code first",
+                style="yellow",
+            )
 
 
 def wait_text(wait: InstanceWait, now: float) -> str:
@@ -459,14 +515,24 @@ def _shown(message: MessagePayload) -> dict[str, Any]:
     return {"text": message.message if isinstance(message, TextMessage) else None}
 
 
-async def dry_run(recipients: Recipients, opt_out: frozenset[str], pace: Pace, out: Output) -> int:
-    """The plan, and nothing sent: no client, no journal."""
+async def dry_run(
+    args: argparse.Namespace,
+    recipients: Recipients,
+    opt_out: frozenset[str],
+    pace: Pace,
+    out: Output,
+) -> int:
+    """The plan, and nothing sent (no journal). With an API key the server is asked whether
+    each instance can send now; without one the dry run stays offline."""
 
     def stream(problem: ResultRow) -> None:
         out.document(attrs.asdict(problem))
 
     with interrupted_as("Interrupted; this was a dry run: nothing was sent."):
         plan = await Plan.read(recipients, opt_out, pace, stream if out.json else None)
+        if _can_connect(args) and plan.messages:
+            async with connect(args) as wa:
+                await plan.check_instances(wa)
     code = EXIT_FAILED if plan.not_sent[S.INVALID.value] else EXIT_OK
     if out.json:
         out.document({"dry_run": plan.as_json()})
@@ -475,7 +541,11 @@ async def dry_run(recipients: Recipients, opt_out: frozenset[str], pace: Pace, o
     plan.show(out, recipients.campaign)
     out.table(
         [
-            {"instance": i, "messages": n, "time": duration(pace.projected_seconds(n))}
+            {
+                "instance": i,
+                "messages": n,
+                "time": plan.unready.get(i) or duration(plan.of.projected_seconds(i)),
+            }
             for i, n in plan.messages.items()
         ],
         ["instance", "messages", "time"],
@@ -633,23 +703,8 @@ class Broadcasting:
         self._add(_problem_row(problem))
 
     def _row(self, result: BroadcastResult) -> ResultRow:
-        spec: SendSpec = result.spec
-        instance = result.instance or spec.instance
-        recipient = result.recipient or spec.recipient
-        error: str | None = None
-        if result.duplicate_of is not None:
-            first_line = self._specs.line_of(result.duplicate_of)
-            error = _repeated(self.recipients, spec, instance, recipient, first_line)
-        elif result.error is not None:
-            exc = result.error
-            error = row_error(exc)
-            if result.status is S.UNKNOWN:
-                error = (
-                    error.removesuffix(_LIBRARY_RESEND)
-                    + "; not resent (--resend-unknown resends it)"
-                )
-        line = self._specs.line_of(result.index)
-        return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
+        line_of = self._specs.line_of
+        return result_row(self.recipients, result, line_of(result.index), line_of)
 
     def _add(self, row: ResultRow) -> None:
         self.counts[row.status] += 1

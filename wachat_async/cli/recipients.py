@@ -7,8 +7,8 @@ time, as often as the command needs (a plan, then the run): nothing keeps all it
 
 Each row becomes a :class:`~wachat_async.SendSpec`, or, when the CSV itself gets it wrong (a
 template value missing, no instance, cells past the header), a :class:`RowProblem` naming its
-line. Numbers, repeats and opt-outs are ``send_many``'s to judge while sending; a dry run, which
-has no client, judges them the same way with :func:`checked`.
+line. Numbers, repeats and opt-outs are the library's to judge (``send_many`` while sending,
+:func:`wachat_async.bulk.plan` for a dry run and the ETA: the same rules).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import attrs
 from ..bulk import SendSpec, opt_out_number, render_template
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
-from ..resources.messages import send_request
 from .outcome import CliError
 from .sheet import data_records, read_header, too_many_cells
 
@@ -163,13 +162,6 @@ class Recipients:
     def key_cell(self, spec: SendSpec) -> str | None:
         """The ``key`` cell a row's spec was made with, if it had one."""
         return None if spec.key is None else spec.key.removeprefix(f"{self.campaign}:")
-
-
-def checked(spec: SendSpec) -> tuple[str, str]:
-    """The instance and number of ``spec`` as they are sent; InvalidRequestError as
-    ``send_many`` would report it (the same checks, without a client)."""
-    _, body = send_request(spec.instance, spec.recipient, spec.message)
-    return body["instanceName"], body["number"]
 
 
 class SpecStream:

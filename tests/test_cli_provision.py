@@ -31,7 +31,7 @@ from wachat_async.bulk import Journal
 from wachat_async.cli.fields import BOOLEAN_FIELDS, CREATE_FIELDS
 from wachat_async.cli.manifest import ManifestRow, spreadsheet_safe, write_manifest
 from wachat_async.cli.pngnames import HASH_CHARS, png_name
-from wachat_async.cli.provision import line_ranges
+from wachat_async.cli.sheet import line_ranges
 from wachat_async.qr import PNG_SIGNATURE
 from wachat_async.testing import FakeWachat, Fault
 

@@ -47,6 +47,7 @@ from ..errors import InvalidRequestError, NotFoundError, WachatError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
 from ..resources.messages import send_request
 from .connect import connect
+from .constants import JOURNAL_NAME, SUMMARY_ROWS
 from .manifest import SpreadsheetLog, journal_files, refuse_overwriting
 from .outcome import (
     EXIT_FAILED,
@@ -61,7 +62,6 @@ from .output import Bars, Output, duration, to_jsonable, value
 from .parser import Parser, Subcommands
 from .parser import add_command as new_command
 from .pngnames import png_name
-from .provision import JOURNAL_NAME, SUMMARY_ROWS, line_ranges
 from .recipients import (
     COLUMNS,
     INSTANCE,
@@ -71,6 +71,7 @@ from .recipients import (
     Template,
     read_opt_out,
 )
+from .sheet import line_ranges
 
 #: Messages the dry run shows.
 PREVIEW = 3

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -24,6 +24,7 @@ from ..models import CreateSpec, Integration, QrCode
 from ..qr import save_png
 from ..resources.instances import AsyncInstances
 from .connect import connect
+from .constants import JOURNAL_NAME, SUMMARY_ROWS
 from .dedupe import duplicate_json, duplicate_line
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
 from .manifest import (
@@ -45,11 +46,8 @@ from .outcome import (
 from .output import Output
 from .parser import Parser, Subcommands, add_command
 from .pngnames import png_name
-from .sheet import BadRow, Sheet, SheetSpecs
+from .sheet import BadRow, Sheet, SheetSpecs, line_ranges
 
-JOURNAL_NAME = ".wachat-journal.sqlite"
-#: Rows the summary shows; the manifest has them all.
-SUMMARY_ROWS = 20
 #: What a row became. ``created earlier``: the journal says an earlier run created it (the
 #: library's ``skipped``: nothing was sent now).
 CREATED_EARLIER = "created earlier"
@@ -345,18 +343,6 @@ class Provisioning:
                 else ""
             )
             self.out.say(f"Journal: {self.journal}{again}")
-
-
-def line_ranges(lines: Iterable[int], most: int = 8) -> str:
-    """``2-15, 18, 20-22``: line numbers as ranges, the first ``most`` of them."""
-    spans: list[list[int]] = []
-    for line in sorted(lines):
-        if spans and line == spans[-1][1] + 1:
-            spans[-1][1] = line
-        else:
-            spans.append([line, line])
-    shown = [f"{a}-{b}" if b > a else str(a) for a, b in spans[:most]]
-    return ", ".join(shown) + (", ..." if len(spans) > most else "")
 
 
 def _failed_on_input(result: ProvisionResult) -> bool:

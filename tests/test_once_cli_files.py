@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import KEY
 from tests.test_cli_helpers import Done, main, write_csv
 from wachat_async import Wachat
-from wachat_async.testing import FakeWachat
+from wachat_async.testing import FakeWachat, Fault
 
 HEADER = ["number", "instance", "name"]
 FAST = ["--pace", "0", "--jitter", "0"]
@@ -175,3 +175,21 @@ def test_the_results_file_is_in_input_order(
     with results.open(encoding="utf-8-sig", newline="") as handle:
         lines = [int(r["line"]) for r in csv.DictReader(handle)]
     assert lines == [2, 3, 4, 5, 6, 7]
+
+
+def test_an_unknown_message_says_how_to_resend_it_in_the_commands_words(
+    capsys: pytest.CaptureFixture[str], thread_server: FakeWachat, instance: str, tmp_path: Path
+) -> None:
+    people = recipients(tmp_path, instance, count=1)
+    results = tmp_path / "results.csv"
+    journal = tmp_path / "j.sqlite"
+    thread_server.inject(Fault.status(500), path="/send/text", times=1)  # may have been sent
+    for _ in range(2):  # ambiguous now, then: an earlier run may have sent it
+        done = broadcast(capsys, people, "--journal", str(journal), "--results", str(results))
+        assert done.code == 1, done
+        with results.open(encoding="utf-8-sig", newline="") as handle:
+            (row,) = csv.DictReader(handle)
+        assert row["status"] == "unknown"
+        assert row["error"].endswith(" (--resend-unknown resends it)")
+        assert "resend_unknown=True" not in row["error"]
+    assert "an earlier run may have sent this message" in row["error"]

@@ -297,7 +297,7 @@ class _Broadcast:
                 error=OutcomeUnknownError(
                     "an earlier run may have sent this message "
                     f"({entry.error or 'it was in flight when that run ended'}); "
-                    "not resent (resend_unknown=True would)",
+                    "not resent",
                     request=item.call,
                 ),
             )

@@ -94,8 +94,6 @@ _NOT_QUEUED = frozenset({S.INVALID.value, S.OPTED_OUT.value})
 _SETTLED = (S.SENT.value, S.SKIPPED.value, S.OPTED_OUT.value)
 #: Statuses of messages that went to an instance and were not sent.
 _NOT_SENT = (S.UNKNOWN.value, S.FAILED.value, S.PAUSED.value)
-#: What the library adds to an unknown message's error, in its own parameter's words.
-_LIBRARY_RESEND = "; not resent (resend_unknown=True would)"
 
 _PACE = attrs.fields(Pace)
 #: The pace options: flag, Pace field, metavar, what it sets, the check of its value.
@@ -347,9 +345,7 @@ def result_row(
     elif result.error is not None:
         error = row_error(result.error)
         if result.status is S.UNKNOWN:
-            error = (
-                error.removesuffix(_LIBRARY_RESEND) + "; not resent (--resend-unknown resends it)"
-            )
+            error += " (--resend-unknown resends it)"  # the library's words say what happened
     return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
 
 

@@ -736,7 +736,8 @@ class Broadcasting:
             if instance in self.paused:
                 note += " (paused)"
             elif instance in held:
-                note += f" ({wait_text(held[instance], now)})"
+                waiting = wait_text(held[instance], now)
+                note = f"{note} ({waiting})" if note else waiting
             self._bars.part(instance, self.settled[instance], note)
         return status
 
@@ -760,13 +761,14 @@ class Broadcasting:
     def _status_text(
         self, eta: float, held: Mapping[str, InstanceWait] | None = None, now: float = 0.0
     ) -> str:
-        counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])
-        text = f"{counts}; about {duration(eta)} left" if eta else counts
+        parts = [", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])]
+        if eta:
+            parts.append(f"about {duration(eta)} left")
         if held:
-            shown = [f"{i} {wait_text(w, now)}" for i, w in list(held.items())[:_WAITS_SHOWN]]
-            more = len(held) - len(shown)
-            text += "; " + "; ".join(shown) + (f"; {more} more waiting" if more > 0 else "")
-        return text
+            parts += [f"{i} {wait_text(w, now)}" for i, w in list(held.items())[:_WAITS_SHOWN]]
+            if len(held) > _WAITS_SHOWN:
+                parts.append(f"{len(held) - _WAITS_SHOWN} more waiting")
+        return "; ".join(part for part in parts if part)
 
     def close(self) -> None:
         self._display.close()

@@ -193,13 +193,15 @@ class Arrivals:
         plan.take = recording  # type: ignore[method-assign]
 
 
+@pytest.mark.parametrize("status", [429, 503])
 async def test_a_429_holds_every_worker_of_the_instance_for_the_window_the_server_asked(
-    client: AsyncWachat, fake: FakeWachat
+    client: AsyncWachat, fake: FakeWachat, status: int
 ) -> None:
     api = await connected(client, fake)
     window = 0.3
     arrivals = Arrivals(fake)
-    fake.inject(Fault.status(429, retry_after_ms=int(window * 1000)), path="/send/text", times=1)
+    asked = Fault.status(status, retry_after_ms=int(window * 1000))
+    fake.inject(asked, path="/send/text", times=1)
     numbers = [f"6281{n:08d}" for n in range(40)]
     results = await run(client, text_to(api, *numbers), pace=Pace.off(per_instance=4))
     assert [r.status for r in results] == [S.SENT] * 40

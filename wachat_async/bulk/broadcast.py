@@ -44,6 +44,7 @@ from .._transport import Call
 from ..errors import (
     BadRequestError,
     ConflictError,
+    FailureClass,
     InvalidRequestError,
     NotFoundError,
     OutcomeUnknownError,
@@ -322,7 +323,7 @@ class _Broadcast:
             outcome = await self._send_once(lane, item, first_try=throttled + retried == 0)
             if isinstance(outcome, BroadcastResult):
                 return outcome
-            if isinstance(outcome, RateLimitError):
+            if _holds_the_instance(outcome):
                 throttled += 1
                 if throttled >= _THROTTLED_TRIES:
                     return self._result(item, BroadcastStatus.FAILED, error=outcome)
@@ -369,7 +370,7 @@ class _Broadcast:
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)
         except WachatError as exc:  # the server refused it, or it never left: not sent
             self._record(item, FAILED, error=exc)
-            if isinstance(exc, RateLimitError) or self.policy.allows(exc, resendable=False):
+            if _holds_the_instance(exc) or self.policy.allows(exc, resendable=False):
                 return exc
             if isinstance(exc, BadRequestError | ConflictError | NotFoundError) and (
                 await self._disconnected(lane, exc)
@@ -429,6 +430,15 @@ class _Broadcast:
             MappingProxyType(self.paused),
             MappingProxyType(self.waiting),
         )
+
+
+def _holds_the_instance(refusal: WachatError) -> bool:
+    """A 429, or another "not now" that says how long (a 503 with Retry-After): the server
+    asked the instance to wait, so all its workers do."""
+    return isinstance(refusal, RateLimitError) or (
+        refusal.failure is FailureClass.THROTTLED
+        and getattr(refusal, "retry_after", None) is not None
+    )
 
 
 def _paused(lane: _Lane) -> InvalidRequestError:

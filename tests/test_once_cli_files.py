@@ -193,3 +193,19 @@ def test_an_unknown_message_says_how_to_resend_it_in_the_commands_words(
         assert row["error"].endswith(" (--resend-unknown resends it)")
         assert "resend_unknown=True" not in row["error"]
     assert "an earlier run may have sent this message" in row["error"]
+
+
+def test_a_qr_png_is_never_saved_over_the_csv(
+    capsys: pytest.CaptureFixture[str], thread_server: FakeWachat, instance: str, tmp_path: Path
+) -> None:
+    # The CSV is named like the PNG of one of its rows, in the --out folder.
+    sheet = write_csv(tmp_path / "people.png", ["instance_name"], [["people"], ["other"]])
+    before = sheet.read_bytes()
+    done = main(capsys, "provision", str(sheet), "--out", str(tmp_path))
+    assert done.code == 1, done
+    assert sheet.read_bytes() == before
+    with (tmp_path / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = {r["instance_name"]: r for r in csv.DictReader(handle)}
+    assert rows["people"]["png"] == ""
+    assert "people.png is the CSV" in rows["people"]["note"]
+    assert rows["other"]["png"] == "other.png"

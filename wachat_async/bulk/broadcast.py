@@ -1,11 +1,13 @@
-"""Broadcasts: one message each to many opted-in recipients, paced per instance, journaled, and
-never sent twice.
+"""The broadcast engine: one message each to many opted-in recipients, paced per instance,
+journaled, and never sent twice. (What a broadcast is made of and reports is
+:mod:`.campaign`; the rules a spec is judged by, :mod:`.plan`.)
 
-Every spec is checked as it is read (recipient normalised, message built); a bad one, a key the
-input already had (by default one message per recipient per instance per campaign) or an
-opted-out recipient is reported alone, as its own result. The rest go to their instance's
-lane: each instance has its own queue and its own :class:`Pace` (a minimum interval with
-random jitter, caps, a warm-up ramp), so one slow or paused number never holds the others up.
+Every spec is judged as it is read (:class:`~.plan.Judge`: recipient normalised, message built);
+a bad one, a key the input already had (by default one message per recipient per instance per
+campaign) or an opted-out recipient is reported alone, as its own result. The rest go to their
+instance's lane: each instance has its own queue and its own :class:`Pace` (a minimum interval
+with random jitter, caps, a warm-up ramp), so one slow or paused number never holds the others
+up.
 
 With a journal (the provisioning journal: one file, locked, bound to one account), each
 message's row is on disk as ``in_flight`` before it is sent, then ``done`` (with the message id),
@@ -13,9 +15,11 @@ message's row is on disk as ``in_flight`` before it is sent, then ``done`` (with
 skips what is done and reports what is unknown (or was in flight when a run died) without
 resending it, unless asked to (``resend_unknown=True``).
 
-A 429 pauses that instance only, for as long as the server asked. An instance that is refused
-as not connected (or whose state leaves ``open``) is paused and reported; its remaining
-messages are left unsent, for a re-run.
+A 429 (or a 503 with Retry-After) holds that instance, every worker of it, for as long as the
+server asked; the lane, not the call, retries, so no worker sends inside that window. A
+message refused to the end is ``failed``. An instance that is refused as not connected (or
+whose state leaves ``open``) is paused and reported; its remaining messages are left unsent,
+for a re-run. What each instance is waiting for is in ``progress.waiting``.
 """
 
 from __future__ import annotations

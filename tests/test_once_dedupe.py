@@ -17,7 +17,14 @@ import pytest
 
 from tests.conftest import KEY
 from tests.test_cli_helpers import main
-from wachat_async import AsyncWachat, CreateSpec, DuplicateGroup, ProvisionProgress, Wachat
+from wachat_async import (
+    AsyncWachat,
+    CreateSpec,
+    DuplicateGroup,
+    JournalError,
+    ProvisionProgress,
+    Wachat,
+)
 from wachat_async.testing import FakeWachat
 
 
@@ -82,6 +89,15 @@ async def test_the_instance_a_journal_recorded_is_kept_over_a_connected_older_on
     assert group.keep.api_instance_name == recorded
     assert group.deleted == ()
     assert [e.api_instance_name for e in group.left] == [before]  # connected: never deleted
+
+
+async def test_a_journal_that_does_not_exist_is_an_error_not_a_new_file(
+    wa: AsyncWachat, server: FakeWachat, tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo.sqlite"
+    with pytest.raises(JournalError, match="no journal at"):
+        await wa.instances.dedupe(journal=missing)
+    assert not missing.exists()
 
 
 async def test_create_many_ends_with_a_sweep_over_the_names_it_created(

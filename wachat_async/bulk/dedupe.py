@@ -12,6 +12,7 @@ handed out), else a connected one, else the oldest (by creation time, then id).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from typing import Protocol
 import attrs
 
 from .._config import Settings
-from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..errors import ConflictError, InvalidRequestError, JournalError, NotFoundError
 from ..models import ConnectionState, InstanceInfo
 from .journal import DONE, Journal
 
@@ -89,6 +90,9 @@ async def journal_choices(
         return {}
     if isinstance(journal, Journal):
         entries = await journal.provision_entries()
+    elif not await asyncio.to_thread(os.path.isfile, journal):  # opening would create it
+        where = str(journal)
+        raise JournalError(f"no journal at {where}", path=where)
     else:
         async with await Journal.open(
             journal, api_key=settings.api_key, base_url=settings.base_url

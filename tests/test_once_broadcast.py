@@ -167,9 +167,11 @@ async def test_the_same_person_written_with_00_in_the_opt_out_list_is_not_messag
 ) -> None:
     api = await connected(client, fake)
     results = await run(
-        client, text_to(api, "+4915123456789", "628100000001"), opt_out=["0049 151 2345 6789"]
+        client,
+        text_to(api, "+4915123456789", "628100000001", "628100000002"),
+        opt_out=["0049 151 2345 6789", "(00) 62-8100-000002"],
     )
-    assert [r.status for r in results] == [S.OPTED_OUT, S.SENT]
+    assert [r.status for r in results] == [S.OPTED_OUT, S.SENT, S.OPTED_OUT]
     assert received(fake, api) == ["628100000001"]
 
 

@@ -17,7 +17,8 @@ from .errors import InvalidRequestError
 
 E = TypeVar("E", bound=Enum)
 
-_NUMBER_NOISE = re.compile(r"[\s\-().]")
+#: What people write between the digits of a number (dropped by :func:`number`).
+NUMBER_NOISE = re.compile(r"[\s\-().]")
 
 
 def _kind(value: Any) -> str:
@@ -72,7 +73,7 @@ def number(field: str, value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     raw = text(field, value)
-    digits = _NUMBER_NOISE.sub("", raw)
+    digits = NUMBER_NOISE.sub("", raw)
     if digits.startswith("+"):
         digits = digits[1:]
     if not digits.isascii() or not digits.isdigit():

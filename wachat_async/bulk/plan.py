@@ -116,9 +116,14 @@ class Judge:
 def opt_out_number(field: str, value: Any) -> str:
     """A number of an opt-out list, as sends are checked, except that the ``00`` call prefix
     is read as ``+``: leaving out someone who wrote ``0049...`` can only send less."""
-    if isinstance(value, str) and value.lstrip().startswith("00"):
-        value = "+" + value.lstrip()[2:]
-    return check.number(field, value)
+    try:
+        return check.number(field, value)
+    except InvalidRequestError:
+        # The separators the number check drops, dropped the same way.
+        spelled = check.NUMBER_NOISE.sub("", value) if isinstance(value, str) else ""
+        if not spelled.startswith("00"):
+            raise
+    return check.number(field, "+" + spelled[2:])
 
 
 def opt_out_numbers(numbers: Iterable[str] | None) -> frozenset[str]:

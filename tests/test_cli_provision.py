@@ -31,7 +31,7 @@ from wachat_async.bulk import Journal
 from wachat_async.cli.fields import BOOLEAN_FIELDS, CREATE_FIELDS
 from wachat_async.cli.manifest import ManifestRow, spreadsheet_safe, write_manifest
 from wachat_async.cli.pngnames import HASH_CHARS, png_name
-from wachat_async.cli.provision import line_ranges
+from wachat_async.cli.sheet import line_ranges
 from wachat_async.qr import PNG_SIGNATURE
 from wachat_async.testing import FakeWachat, Fault
 
@@ -189,7 +189,7 @@ def test_tricky_names_get_their_own_png_and_the_manifest_says_all(
         assert png.read_bytes() == served.qr_png
         assert zxingcpp.read_barcodes(Image.open(png))[0].text == served.qr_code
     assert "Manifest: " + str(out / "manifest.csv") in done.out
-    assert "Provisioned 16 rows: 12 created, 0 reconciled, 0 skipped, 4 failed" in done.out
+    assert "Provisioned 16 rows: 12 created, 0 reconciled, 0 created earlier, 4 failed" in done.out
 
 
 def test_json_streams_one_object_per_row_then_the_summary(
@@ -201,13 +201,13 @@ def test_json_streams_one_object_per_row_then_the_summary(
     *rows, summary = done.lines()
     assert sorted(r["line"] for r in rows) == list(range(2, 27))
     assert {r["status"] for r in rows} == {"created"}
-    assert summary["summary"] == {"created": 25, "reconciled": 0, "skipped": 0, "failed": 0}
+    assert summary["summary"] == {"created": 25, "reconciled": 0, "created earlier": 0, "failed": 0}
     assert summary["ignored_columns"] == ["extra"]
     assert summary["manifest"] == str(tmp_path / "qr" / "manifest.csv")
 
     plain = provision(capsys, server, sheet, tmp_path / "qr")  # resumes: all skipped
     assert "… and 5 more in " in plain.out
-    assert plain.out.count("\tskipped\t") == 20
+    assert plain.out.count("\tcreated earlier\t") == 20
 
 
 def test_a_rerun_skips_what_is_done_and_completes_the_pngs(
@@ -223,7 +223,7 @@ def test_a_rerun_skips_what_is_done_and_completes_the_pngs(
     again = provision(capsys, server, sheet, out)
     assert again.code == 0
     manifest = read_manifest(out)
-    assert {r["status"] for r in manifest} == {"skipped"}
+    assert {r["status"] for r in manifest} == {"created earlier"}
     assert [r["api_instance_name"] for r in manifest] == [r["api_instance_name"] for r in first]
     by_name = {r["instance_name"]: r for r in manifest}
     assert (out / "store_0001.png").read_bytes() == server.instance("store_0001").qr_png
@@ -361,7 +361,7 @@ def test_ctrl_c_with_a_journal_says_rerun_and_the_rerun_resumes(
     assert again.code == 0, again.err
     manifest = read_manifest(out)
     assert len(manifest) == 40
-    assert {r["status"] for r in manifest} <= {"created", "reconciled", "skipped"}
+    assert {r["status"] for r in manifest} <= {"created", "reconciled", "created earlier"}
     assert all(server.count_instances(f"store_{i:04d}") == 1 for i in range(40))
     assert len(pngs(out)) == 40
 
@@ -378,7 +378,7 @@ def test_a_killed_run_resumes_without_duplicates(server: FakeWachat, tmp_path: P
     server.clear_faults()
     again = wachat(*args, "--json", environ=environ)
     assert again.code == 0, again.err
-    assert again.lines()[-1]["summary"]["skipped"] > 0
+    assert again.lines()[-1]["summary"]["created earlier"] > 0
     assert all(server.count_instances(f"store_{i:04d}") == 1 for i in range(30))
     assert len(read_manifest(out)) == len(pngs(out)) == 30
 

@@ -17,7 +17,8 @@ from .errors import InvalidRequestError
 
 E = TypeVar("E", bound=Enum)
 
-_NUMBER_NOISE = re.compile(r"[\s\-().]")
+#: What people write between the digits of a number (dropped by :func:`number`).
+NUMBER_NOISE = re.compile(r"[\s\-().]")
 
 
 def _kind(value: Any) -> str:
@@ -56,18 +57,39 @@ def api_name(field: str, value: Any) -> str:
 
 
 def number(field: str, value: Any) -> str:
-    """Digits with country code; spaces, dashes, dots, brackets and a leading ``+`` are dropped."""
-    if type(value) is str and value.isdigit() and value.isascii() and 7 <= len(value) <= 15:
+    """Digits with country code; spaces, dashes, dots, brackets and a leading ``+`` are dropped.
+
+    No country code starts with 0, so a number that does is refused, never guessed at: a
+    national number (``0812...``) needs its country, and ``0049...`` written with the ``00``
+    call prefix would otherwise be a second recipient beside ``+49...``."""
+    if (
+        type(value) is str
+        and value.isdigit()
+        and value.isascii()
+        and 7 <= len(value) <= 15
+        and value[0] != "0"
+    ):
         return value  # already clean: the common case, without the regex
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     raw = text(field, value)
-    digits = _NUMBER_NOISE.sub("", raw)
+    digits = NUMBER_NOISE.sub("", raw)
     if digits.startswith("+"):
         digits = digits[1:]
     if not digits.isascii() or not digits.isdigit():
         raise InvalidRequestError(
             f"{field} must be digits with the country code, like 628123456789; got {raw!r}"
+        )
+    if digits.startswith("00"):
+        raise InvalidRequestError(
+            f"{field} must start with the country code (E.164); got {raw!r}: 00 is a call "
+            f"prefix, write +{digits[2:]}"
+        )
+    if digits.startswith("0"):
+        raise InvalidRequestError(
+            f"{field} must start with the country code (E.164); got {raw!r}: a leading 0 is "
+            "a national prefix, write the country code instead of it (62812... for 0812... "
+            "in Indonesia)"
         )
     if not 7 <= len(digits) <= 15:
         raise InvalidRequestError(f"{field} must have 7 to 15 digits (E.164); got {raw!r}")

@@ -173,6 +173,7 @@ class Instances(_BlockingGroup, of=AsyncInstances):
         delete = _bridge(AsyncInstances.delete)
         profile_picture = _bridge(AsyncInstances.profile_picture)
         wait_until_connected = _bridge(AsyncInstances.wait_until_connected)
+        dedupe = _bridge(AsyncInstances.dedupe)
 
 
 class Messages(_BlockingGroup, of=AsyncMessages):

@@ -1,11 +1,13 @@
-"""Broadcasts: one message each to many opted-in recipients, paced per instance, journaled, and
-never sent twice.
+"""The broadcast engine: one message each to many opted-in recipients, paced per instance,
+journaled, and never sent twice. (What a broadcast is made of and reports is
+:mod:`.campaign`; the rules a spec is judged by, :mod:`.plan`.)
 
-Every spec is checked as it is read (recipient normalised, message built); a bad one, a key the
-input already had (by default one message per recipient per instance per campaign) or an
-opted-out recipient is reported alone, as its own result. The rest go to their instance's
-lane: each instance has its own queue and its own :class:`Pace` (a minimum interval with
-random jitter, caps, a warm-up ramp), so one slow or paused number never holds the others up.
+Every spec is judged as it is read (:class:`~.plan.Judge`: recipient normalised, message built);
+a bad one, a key the input already had (by default one message per recipient per instance per
+campaign) or an opted-out recipient is reported alone, as its own result. The rest go to their
+instance's lane: each instance has its own queue and its own :class:`Pace` (a minimum interval
+with random jitter, caps, a warm-up ramp), so one slow or paused number never holds the others
+up.
 
 With a journal (the provisioning journal: one file, locked, bound to one account), each
 message's row is on disk as ``in_flight`` before it is sent, then ``done`` (with the message id),
@@ -13,19 +15,18 @@ message's row is on disk as ``in_flight`` before it is sent, then ``done`` (with
 skips what is done and reports what is unknown (or was in flight when a run died) without
 resending it, unless asked to (``resend_unknown=True``).
 
-A 429 pauses that instance only, for as long as the server asked. An instance that is refused
-as not connected (or whose state leaves ``open``) is paused and reported; its remaining
-messages are left unsent, for a re-run.
+A 429 (or a 503 with Retry-After) holds that instance, every worker of it, for as long as the
+server asked; the lane, not the call, retries, so no worker sends inside that window. A
+message refused to the end is ``failed``. An instance that is refused as not connected (or
+whose state leaves ``open``) is paused and reported; its remaining messages are left unsent,
+for a re-run. What each instance is waiting for is in ``progress.waiting``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import math
 import os
 import random
-import string
 import time
 from collections import deque
 from collections.abc import (
@@ -35,20 +36,19 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
-    Mapping,
 )
 from types import MappingProxyType
 from typing import Any, Protocol
 
-import attrs
-
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
+from .._retry import RetryPolicy
 from .._transport import Call
 from ..errors import (
     BadRequestError,
     ConflictError,
+    FailureClass,
     InvalidRequestError,
     NotFoundError,
     OutcomeUnknownError,
@@ -57,177 +57,23 @@ from ..errors import (
 )
 from ..models import InstanceState, MessagePayload, SendResult
 from ._pool import END, reader
+from .campaign import (
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    InstanceWait,
+    Pace,
+    WaitReason,
+)
 from .journal import DONE, FAILED, IN_FLIGHT, UNKNOWN, Journal, MessageEntry, error_text
+from .plan import Judge, Judged, opt_out_numbers
 
-__all__ = [
-    "BroadcastProgress",
-    "BroadcastResult",
-    "BroadcastStatus",
-    "Pace",
-    "SendSpec",
-    "render_template",
-]
+__all__ = ["Sends", "broadcast"]
 
 #: How many specs may be read ahead of what the lanes have sent (bounds memory on any input).
 READ_AHEAD = 10_000
-#: How often a lane gets a 429 too long to wait out inside the call before it gives the message up.
+#: How many 429s a message gets before it is given up (reported failed: the server refused it).
 _THROTTLED_TRIES = 5
-
-
-@attrs.frozen(kw_only=True)
-class Pace:
-    """How fast one instance (one WhatsApp number) sends. Bursts get numbers restricted or
-    banned, so the default is conservative: one message at a time, at least 5 s apart plus up to
-    5 s of random jitter (about 8 a minute per number). Several instances send in parallel,
-    each at its own pace.
-
-    ``hourly`` and ``daily`` cap one instance's messages in any rolling hour and day (counting
-    what the journal records of earlier runs); ``warmup_messages`` ramps a new number up: its
-    first messages are spaced from ``warmup_interval`` down to ``interval``.
-    """
-
-    #: Seconds at least between two messages of one instance.
-    interval: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
-    #: Up to this many seconds more, at random, each time.
-    jitter: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
-    #: Messages of one instance in flight at once.
-    per_instance: int = attrs.field(default=1, validator=check.attribute(check.positive_int))
-    hourly: int | None = attrs.field(
-        default=None, validator=check.attribute(check.positive_int, optional=True)
-    )
-    daily: int | None = attrs.field(
-        default=None, validator=check.attribute(check.positive_int, optional=True)
-    )
-    #: How many first messages of each instance are spaced more widely.
-    warmup_messages: int = attrs.field(default=0, validator=check.attribute(check.non_negative_int))
-    #: The spacing of the first of those (then linearly down to ``interval``); default 3x.
-    warmup_interval: float | None = attrs.field(
-        default=None, validator=check.attribute(check.seconds, optional=True)
-    )
-    #: Seeds the jitter, for repeatable runs.
-    seed: int | None = None
-
-    @classmethod
-    def off(cls, *, per_instance: int = 64) -> Pace:
-        """No spacing at all (a test server, a benchmark; never a real number)."""
-        return cls(interval=0.0, jitter=0.0, per_instance=per_instance)
-
-    def spacing(self, sent: int) -> float:
-        """The minimum interval before message number ``sent`` (0-based) of an instance."""
-        if sent >= self.warmup_messages:
-            return self.interval
-        start = self.warmup_interval if self.warmup_interval is not None else 3 * self.interval
-        return start + (self.interval - start) * sent / self.warmup_messages
-
-    def projected_seconds(self, messages: int) -> float:
-        """Expected time for one instance to send ``messages`` at this pace (caps included)."""
-        if messages <= 1:
-            return 0.0
-        # Only the warm-up's gaps differ; the rest are all ``interval`` (the CLI asks this for
-        # its ETA after every row, so it must not cost a step per message left).
-        warm = range(1, min(messages, self.warmup_messages))
-        steady = messages - max(1, self.warmup_messages)
-        gaps = (sum(map(self.spacing, warm)) + max(0, steady) * self.interval) / self.per_instance
-        total = gaps + (messages - 1) * self.jitter / 2 / self.per_instance
-        for cap, window in ((self.hourly, 3600.0), (self.daily, 86400.0)):
-            if cap is not None:
-                total = max(total, (math.ceil(messages / cap) - 1) * window)
-        return total
-
-
-@attrs.frozen(kw_only=True)
-class SendSpec:
-    """One message of a broadcast: from which instance (its API name), to whom, what."""
-
-    instance: str
-    recipient: str
-    message: MessagePayload
-    #: What makes it one message: by default ``campaign:instance:recipient``.
-    key: str | None = None
-
-
-class BroadcastStatus(enum.StrEnum):
-    SENT = "sent"
-    #: An earlier run sent it (the journal says so); nothing was sent now.
-    SKIPPED = "skipped"
-    #: It may or may not have been sent (an ambiguous failure now, or a run that died while it
-    #: was in flight); it was not resent.
-    UNKNOWN = "unknown"
-    #: It was not sent (a refusal, a bad message); a re-run tries again.
-    FAILED = "failed"
-    #: The spec itself is wrong (bad number, missing template value, a repeated key).
-    INVALID = "invalid"
-    OPTED_OUT = "opted_out"
-    #: Its instance was paused (disconnected, or not found); a re-run tries again.
-    PAUSED = "paused"
-
-
-@attrs.frozen(weakref_slot=False)
-class BroadcastResult:
-    """The outcome of one spec."""
-
-    #: Position of the spec in the input, from 0.
-    index: int
-    #: The spec as given.
-    spec: Any
-    status: BroadcastStatus
-    key: str | None = None
-    instance: str | None = None
-    recipient: str | None = None
-    message_id: str | None = None
-    error: WachatError | None = None
-    #: For a key the input already had: the index of its first spec.
-    duplicate_of: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Sent now or earlier, or deliberately not sent (opted out)."""
-        return self.status in (
-            BroadcastStatus.SENT,
-            BroadcastStatus.SKIPPED,
-            BroadcastStatus.OPTED_OUT,
-        )
-
-
-@attrs.frozen
-class BroadcastProgress:
-    """Counts so far, handed to ``on_progress`` after each result (live, read-only views)."""
-
-    #: Results so far, by status.
-    counts: Mapping[BroadcastStatus, int]
-    #: Messages sent now, by instance.
-    sent_by_instance: Mapping[str, int]
-    #: Instances paused, with why.
-    paused: Mapping[str, str]
-
-    @property
-    def finished(self) -> int:
-        return sum(self.counts.values())
-
-
-def render_template(template: str, values: Mapping[str, Any]) -> str:
-    """``template`` with its ``{placeholders}`` filled from ``values`` (``{{`` for a brace).
-
-    A placeholder with no value, or an empty one, raises InvalidRequestError naming it: a
-    literal ``{name}`` is never sent."""
-    out: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise InvalidRequestError(f"the template is not valid: {exc}") from None
-    for literal, field, spec, conversion in parsed:
-        out.append(literal)
-        if field is None:
-            continue
-        if not field.isidentifier() or spec or conversion:
-            raise InvalidRequestError(
-                f"template placeholder {{{field}}} must be a plain column name, like {{name}}"
-            )
-        value = values.get(field)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise InvalidRequestError(f"no value for {{{field}}} in this row")
-        out.append(str(value))
-    return "".join(out)
 
 
 _broadcast_result = builder(BroadcastResult)
@@ -241,16 +87,26 @@ class Sends(Protocol):
     ) -> tuple[Call, dict[str, Any]]: ...
 
     def send_prepared(
-        self, call: Call, body: dict[str, Any]
+        self, call: Call, body: dict[str, Any], *, max_retries: int | None = None
     ) -> Coroutine[Any, Any, SendResult]: ...
 
     def state(self, instance: str) -> Coroutine[Any, Any, InstanceState]: ...
 
 
 class _Pacer:
-    """One instance's turns: spacing, jitter, caps, and pauses asked by the server."""
+    """One instance's turns: spacing, jitter, caps, and pauses asked by the server. Every
+    worker of the instance goes through it, so a pause holds all of them (a shared gate)."""
 
-    def __init__(self, pace: Pace, rng: random.Random, history: Iterable[float] = ()) -> None:
+    def __init__(
+        self,
+        pace: Pace,
+        rng: random.Random,
+        history: Iterable[float] = (),
+        *,
+        instance: str,
+        waits: dict[str, InstanceWait],
+        on_hold: Callable[[], None] | None = None,
+    ) -> None:
         self.pace = pace
         self._rng = rng
         self._lock = asyncio.Lock()
@@ -263,6 +119,11 @@ class _Pacer:
         self._unpaced = not (
             pace.interval or pace.jitter or pace.hourly or pace.daily or pace.warmup_messages
         )
+        self._instance = instance
+        #: What each instance of the run waits for now (shown as progress).
+        self._waits = waits
+        #: Called when a wait on the server or a cap begins (a pace's spacing is expected).
+        self._on_hold = on_hold
 
     async def turn(self) -> None:
         """Wait until this instance may send its next message."""
@@ -274,11 +135,19 @@ class _Pacer:
             loop = asyncio.get_running_loop()
             while True:
                 now = loop.time()
-                wait = max(self._next, self._paused_until) - now
-                wait = max(wait, self._cap_wait(time.time()))
+                throttled = self._paused_until - now
+                capped = self._cap_wait(time.time())
+                wait = max(self._next - now, throttled, capped)
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait)
+                reason = (
+                    WaitReason.THROTTLED
+                    if wait == throttled
+                    else WaitReason.CAPPED
+                    if wait == capped
+                    else WaitReason.PACED
+                )
+                await self._wait(reason, wait)
             gap = pace.spacing(self.sent)
             if pace.jitter:
                 gap += self._rng.uniform(0.0, pace.jitter)
@@ -286,6 +155,24 @@ class _Pacer:
             self.sent += 1
             if pace.hourly is not None or pace.daily is not None:
                 self._recent.append(time.time())
+
+    async def hold(self) -> None:
+        """Wait out a pause the server asked for after this turn was given (another worker's
+        429 while this one was claiming its message): nothing is sent inside that window."""
+        if self._paused_until == 0.0:
+            return
+        loop = asyncio.get_running_loop()
+        while (wait := self._paused_until - loop.time()) > 0:
+            await self._wait(WaitReason.THROTTLED, wait)
+
+    async def _wait(self, reason: WaitReason, seconds: float) -> None:
+        self._waits[self._instance] = InstanceWait(reason, time.time() + seconds)
+        if reason is not WaitReason.PACED and self._on_hold is not None:
+            self._on_hold()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._waits.pop(self._instance, None)
 
     def _cap_wait(self, now: float) -> float:
         pace = self.pace
@@ -301,19 +188,9 @@ class _Pacer:
         return wait
 
     def pause(self, seconds: float) -> None:
+        """Hold every worker of the instance for ``seconds`` (the server asked)."""
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
-
-
-@attrs.define
-class _Item:
-    index: int
-    spec: Any
-    key: str
-    instance: str
-    recipient: str
-    call: Call
-    body: dict[str, Any]
 
 
 class _Lane:
@@ -322,7 +199,7 @@ class _Lane:
     def __init__(self, instance: str, pacer: _Pacer) -> None:
         self.instance = instance
         self.pacer = pacer
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Judged | None] = asyncio.Queue()
         self.paused: str | None = None
         self.workers: list[asyncio.Task[None]] = []
 
@@ -339,6 +216,7 @@ class _Broadcast:
         journal: Journal | None,
         opt_out: frozenset[str],
         resend_unknown: bool,
+        policy: RetryPolicy,
     ) -> None:
         self.sends = sends
         self.campaign = campaign
@@ -346,63 +224,21 @@ class _Broadcast:
         self.journal = journal
         #: The journal already holds messages of this campaign: some may be settled.
         self.rerun = False
-        self.opt_out = opt_out
+        #: The rules each spec is judged by as it is read (the plan's).
+        self.judge = Judge(sends.prepare, campaign=campaign, opt_out=opt_out)
         self.resend_unknown = resend_unknown
         self.rng = random.Random(pace.seed)
         self.lanes: dict[str, _Lane] = {}
-        #: The hash of each key read so far, with the index of its spec.
-        self.seen: dict[int, int] = {}
         self.results: asyncio.Queue[BroadcastResult | BaseException | None] = asyncio.Queue()
         self.counts = dict.fromkeys(BroadcastStatus, 0)
         self.sent_by_instance: dict[str, int] = {}
         self.paused: dict[str, str] = {}
+        self.waiting: dict[str, InstanceWait] = {}
+        self.policy = policy
+        #: Told of each result and of each wait on the server or a cap.
+        self.on_progress: Callable[[BroadcastProgress], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
-
-    def prepare(self, index: int, given: Any) -> _Item | BroadcastResult:
-        try:
-            if isinstance(given, Mapping):
-                given = SendSpec(**given)
-            if not isinstance(given, SendSpec):
-                raise InvalidRequestError(
-                    f"a spec must be a SendSpec or a mapping, got {type(given).__name__}"
-                )
-            call, body = self.sends.prepare(given.instance, given.recipient, given.message)
-            instance, recipient = body["instanceName"], body["number"]  # checked, normalised
-            key = (
-                check.text("key", given.key)
-                if given.key is not None
-                else f"{self.campaign}:{instance}:{recipient}"
-            )
-        except InvalidRequestError as exc:
-            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=exc)
-        except TypeError as exc:  # a mapping with unknown or missing fields
-            error = InvalidRequestError(f"not a send spec: {exc}")
-            return BroadcastResult(index, given, BroadcastStatus.INVALID, error=error)
-        # Remembered by hash, not by text: a million keys take about 110 MB, not several hundred.
-        # Two keys that share a 64-bit hash (odds around 1e-8 in a million) would report the
-        # second as a repeat.
-        first = self.seen.setdefault(hash(key), index)
-        if first != index:
-            error = InvalidRequestError(
-                f"recipient {recipient} appears again for instance {instance} in this campaign "
-                f"(key {key!r}, first at index {first})"
-            )
-            return BroadcastResult(
-                index,
-                given,
-                BroadcastStatus.INVALID,
-                key,
-                instance,
-                recipient,
-                error=error,
-                duplicate_of=first,
-            )
-        if recipient in self.opt_out:
-            return BroadcastResult(
-                index, given, BroadcastStatus.OPTED_OUT, key, instance, recipient
-            )
-        return _Item(index, given, key, instance, recipient, call, body)
 
     async def lane_for(self, instance: str) -> _Lane:
         lane = self.lanes.get(instance)
@@ -410,7 +246,15 @@ class _Broadcast:
             history: list[float] = []
             if self.journal is not None and (self.pace.hourly or self.pace.daily):
                 history = await self.journal.sent_times(instance, since=time.time() - 86400.0)
-            lane = self.lanes[instance] = _Lane(instance, _Pacer(self.pace, self.rng, history))
+            pacer = _Pacer(
+                self.pace,
+                self.rng,
+                history,
+                instance=instance,
+                waits=self.waiting,
+                on_hold=self.on_hold,
+            )
+            lane = self.lanes[instance] = _Lane(instance, pacer)
             lane.workers = [
                 asyncio.create_task(self.work(lane)) for _ in range(self.pace.per_instance)
             ]
@@ -427,7 +271,7 @@ class _Broadcast:
 
     def _result(
         self,
-        item: _Item,
+        item: Judged,
         status: BroadcastStatus,
         *,
         message_id: str | None = None,
@@ -445,7 +289,7 @@ class _Broadcast:
             None,
         )
 
-    def _settled(self, item: _Item, entry: MessageEntry | None) -> BroadcastResult | None:
+    def _settled(self, item: Judged, entry: MessageEntry | None) -> BroadcastResult | None:
         """The result for a message an earlier run settled (or may have), else None."""
         if entry is None:
             return None
@@ -458,36 +302,47 @@ class _Broadcast:
                 error=OutcomeUnknownError(
                     "an earlier run may have sent this message "
                     f"({entry.error or 'it was in flight when that run ended'}); "
-                    "not resent (resend_unknown=True would)",
+                    "not resent",
                     request=item.call,
                 ),
             )
         return None
 
-    async def deliver(self, lane: _Lane, item: _Item) -> BroadcastResult:
+    async def deliver(self, lane: _Lane, item: Judged) -> BroadcastResult:
         if lane.paused is not None:
             return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
         if self.journal is not None and self.rerun:
             # Skip what is settled before waiting a turn for it (the claim checks again).
-            settled = self._settled(item, await self.journal.message_entry(item.key))
+            entry = await self.journal.message_entry(self.campaign, item.key)
+            settled = self._settled(item, entry)
             if settled is not None:
                 return settled
-        # A 429 makes a lane try the same message again later.
-        for tried in range(_THROTTLED_TRIES):
+        # A 429 holds the whole instance for as long as the server asked; another refusal the
+        # retry policy allows (nothing was sent) is tried again after its backoff.
+        throttled = retried = 0
+        while True:
             await lane.pacer.turn()
             if lane.paused is not None:
                 return self._result(item, BroadcastStatus.PAUSED, error=_paused(lane))
-            outcome = await self._send_once(lane, item, first_try=tried == 0)
-            if outcome is not None:
+            outcome = await self._send_once(lane, item, first_try=throttled + retried == 0)
+            if isinstance(outcome, BroadcastResult):
                 return outcome
-        error = InvalidRequestError(f"instance {lane.instance} stayed rate-limited; not sent")
-        self._record(item, FAILED, error=error)
-        return self._result(item, BroadcastStatus.FAILED, error=error)
+            if _holds_the_instance(outcome):
+                throttled += 1
+                if throttled >= _THROTTLED_TRIES:
+                    return self._result(item, BroadcastStatus.FAILED, error=outcome)
+                lane.pacer.pause(self.policy.delay_after(outcome, throttled))
+            else:
+                retried += 1
+                if retried > self.policy.max_retries:
+                    return self._result(item, BroadcastStatus.FAILED, error=outcome)
+                await asyncio.sleep(self.policy.delay_after(outcome, retried))
 
     async def _send_once(
-        self, lane: _Lane, item: _Item, *, first_try: bool
-    ) -> BroadcastResult | None:
-        """One send; None when the server asked to wait first (the lane is paused that long)."""
+        self, lane: _Lane, item: Judged, *, first_try: bool
+    ) -> BroadcastResult | WachatError:
+        """One send; the refusal when it may be tried again (nothing was sent: recorded as
+        failed, so that a run that stops here leaves it for a re-run)."""
         journal = self.journal
         if journal is not None and (self.rerun or not first_try):
             entry = await journal.claim_message(
@@ -509,22 +364,22 @@ class _Broadcast:
                 recipient=item.recipient,
                 started_at=time.time(),
             )
+        await lane.pacer.hold()
         try:
-            sent = await self.sends.send_prepared(item.call, item.body)
+            # No retries inside the call: a 429 must hold every worker of the instance, not
+            # just this one, so the lane does the retrying.
+            sent = await self.sends.send_prepared(item.call, item.body, max_retries=0)
         except OutcomeUnknownError as exc:
             self._record(item, UNKNOWN, error=exc)
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)
-        except RateLimitError as exc:  # refused, so not sent: pause this instance, try again
+        except WachatError as exc:  # the server refused it, or it never left: not sent
             self._record(item, FAILED, error=exc)
-            lane.pacer.pause(exc.retry_after if exc.retry_after is not None else 60.0)
-            return None
-        except (BadRequestError, ConflictError, NotFoundError) as exc:
-            self._record(item, FAILED, error=exc)
-            if await self._disconnected(lane, exc):
+            if _holds_the_instance(exc) or self.policy.allows(exc, resendable=False):
+                return exc
+            if isinstance(exc, BadRequestError | ConflictError | NotFoundError) and (
+                await self._disconnected(lane, exc)
+            ):
                 return self._result(item, BroadcastStatus.PAUSED, error=exc)
-            return self._result(item, BroadcastStatus.FAILED, error=exc)
-        except WachatError as exc:
-            self._record(item, FAILED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
         self._record(item, DONE, message_id=sent.message_id)
         self.sent_by_instance[lane.instance] = self.sent_by_instance.get(lane.instance, 0) + 1
@@ -552,7 +407,7 @@ class _Broadcast:
 
     def _record(
         self,
-        item: _Item,
+        item: Judged,
         state: str,
         *,
         message_id: str | None = None,
@@ -560,11 +415,16 @@ class _Broadcast:
     ) -> None:
         if self.journal is not None:
             self.journal.record_message(
+                self.campaign,
                 item.key,
                 state,
                 message_id=message_id,
                 error=None if error is None else error_text(error),
             )
+
+    def on_hold(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
 
     def progress(self) -> BroadcastProgress:
         # Live read-only views: a copy per result would cost O(instances) each time.
@@ -572,19 +432,21 @@ class _Broadcast:
             MappingProxyType(self.counts),
             MappingProxyType(self.sent_by_instance),
             MappingProxyType(self.paused),
+            MappingProxyType(self.waiting),
         )
+
+
+def _holds_the_instance(refusal: WachatError) -> bool:
+    """A 429, or another "not now" that says how long (a 503 with Retry-After): the server
+    asked the instance to wait, so all its workers do."""
+    return isinstance(refusal, RateLimitError) or (
+        refusal.failure is FailureClass.THROTTLED
+        and getattr(refusal, "retry_after", None) is not None
+    )
 
 
 def _paused(lane: _Lane) -> InvalidRequestError:
     return InvalidRequestError(f"not sent: {lane.paused}; a re-run sends it once it is back")
-
-
-def _opt_out_numbers(numbers: Iterable[str] | None) -> frozenset[str]:
-    if numbers is None:
-        return frozenset()
-    if isinstance(numbers, str):
-        raise InvalidRequestError("opt_out must be a collection of numbers, not one string")
-    return frozenset(check.number("opt_out", n) for n in numbers)
 
 
 async def broadcast(
@@ -604,7 +466,7 @@ async def broadcast(
     if not isinstance(pace, Pace):
         raise InvalidRequestError(f"pace must be a Pace, got {type(pace).__name__}")
     check.flag("resend_unknown", resend_unknown)
-    opted_out = _opt_out_numbers(opt_out)
+    opted_out = opt_out_numbers(opt_out)
     log = (
         None
         if journal is None
@@ -617,8 +479,10 @@ async def broadcast(
         journal=log,
         opt_out=opted_out,
         resend_unknown=resend_unknown,
+        policy=settings.retry,
     )
     run.rerun = log is not None and await log.has_messages(campaign)
+    run.on_progress = on_progress
     slots = asyncio.Semaphore(READ_AHEAD)
     read_next: Callable[[], Awaitable[Any]] = reader(specs)
     outstanding = 0
@@ -633,7 +497,7 @@ async def broadcast(
                 if given is END:
                     break
                 outstanding += 1
-                prepared = run.prepare(index, given)
+                prepared = run.judge(index, given)
                 index += 1
                 if isinstance(prepared, BroadcastResult):
                     run.results.put_nowait(prepared)

@@ -5,11 +5,19 @@ Every spec is checked first; a bad one (or a friendly name the input already had
 as its own result, and the rest go on. With a journal (:mod:`wachat_async.bulk.journal`), a
 spec's row is on disk as ``in_flight`` before its create is sent; a re-run skips ``done`` rows
 and reconciles rows left ``in_flight`` or ``unknown`` by an earlier run before creating.
+
+A run that created anything ends with a sweep (:mod:`wachat_async.bulk.dedupe`) over the names
+it created: another instance of such a name that appeared during the run (a resent create whose
+first attempt landed late) is deleted unless it is connected; what was found is logged and
+handed to ``on_progress`` in a last :class:`ProvisionProgress` (``duplicates``). What the
+account held before the run is listed first and never touched; if that list cannot be read,
+the run goes on without the sweep (and says so in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import time
@@ -24,9 +32,12 @@ from .._config import Settings
 from ..errors import InvalidRequestError, JournalError, WachatError
 from ..models import CreatedInstance, CreateSpec, QrCode
 from ._pool import run_pool
+from .dedupe import DuplicateGroup, Instances, dedupe
 from .journal import DONE, IN_FLIGHT, UNKNOWN, Journal, error_text, outcome_state
 
 __all__ = ["ProvisionProgress", "ProvisionResult", "provision"]
+
+logger = logging.getLogger("wachat_async")
 
 SpecInput = CreateSpec | Mapping[str, Any]
 
@@ -95,6 +106,9 @@ class ProvisionProgress:
     succeeded: int
     failed: int
     skipped: int
+    #: After the last spec: the friendly names this run created that more than one instance
+    #: holds, and what the sweep deleted (empty until then, and when there are none).
+    duplicates: tuple[DuplicateGroup, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -145,12 +159,19 @@ class _Provisioner:
     """The state of one run: names seen, the journal, the rate limiter."""
 
     def __init__(
-        self, creator: Creates, journal: Journal | None, limiter: RateLimiter | None
+        self,
+        creator: Creates,
+        journal: Journal | None,
+        limiter: RateLimiter | None,
+        instances: Instances,
     ) -> None:
         self.creator = creator
         self.journal = journal
         self.limiter = limiter
+        self.instances = instances
         self.first_seen: dict[str, int] = {}
+        #: What the account held before this run's first create (listed then, once).
+        self.existing: asyncio.Future[set[str] | None] | None = None
 
     async def one(self, index: int, given: SpecInput) -> ProvisionResult:
         try:
@@ -195,6 +216,9 @@ class _Provisioner:
                 found = await self.creator.recover(friendly, entry.started_at or 0.0)
                 if found is not None:
                     return await self._done(index, spec, friendly, found)
+        if self.existing is None:
+            self.existing = asyncio.ensure_future(_listed(self.instances))
+        await self.existing
         if self.limiter is not None:
             await self.limiter.wait()
         if journal is not None:
@@ -211,6 +235,23 @@ class _Provisioner:
         return ProvisionResult(index, spec, created=created, api_instance_name=api_name)
 
 
+async def _listed(instances: Instances) -> set[str] | None:
+    """The API names the account holds before a run (what its sweep must not touch)."""
+    try:
+        return {info.api_instance_name for info in await instances.list()}
+    except WachatError as exc:
+        logger.warning("could not list instances before provisioning (%s): no duplicate sweep", exc)
+        return None
+
+
+def _progress(
+    counts: Mapping[str, int], duplicates: tuple[DuplicateGroup, ...] = ()
+) -> ProvisionProgress:
+    return ProvisionProgress(
+        counts["submitted"], counts["succeeded"], counts["failed"], counts["skipped"], duplicates
+    )
+
+
 async def provision(
     creator: Creates,
     settings: Settings,
@@ -220,6 +261,7 @@ async def provision(
     rate_limit: float | None,
     journal: str | os.PathLike[str] | None,
     on_progress: Callable[[ProvisionProgress], None] | None,
+    instances: Instances,
 ) -> AsyncIterator[ProvisionResult]:
     """The engine behind ``instances.create_many`` (see there)."""
     check.positive_int("concurrency", concurrency)
@@ -229,19 +271,30 @@ async def provision(
         if journal is None
         else await Journal.open(journal, api_key=settings.api_key, base_url=settings.base_url)
     )
-    run = _Provisioner(creator, log, RateLimiter(rate) if rate else None)
+    run = _Provisioner(creator, log, RateLimiter(rate) if rate else None, instances)
     counts = {"submitted": 0, "succeeded": 0, "failed": 0, "skipped": 0}
 
     def submitted() -> None:
         counts["submitted"] += 1
 
+    #: The API name each friendly name created by this run was given: the one to keep.
+    created: dict[str, str] = {}
     try:
         async for result in run_pool(specs, run.one, concurrency, on_start=submitted):
             key = "skipped" if result.skipped else "succeeded" if result.ok else "failed"
             counts[key] += 1
+            if result.created is not None and result.instance_name is not None:
+                created[result.instance_name] = result.created.instance.api_instance_name
             if on_progress is not None:
-                on_progress(ProvisionProgress(**counts))
+                on_progress(_progress(counts))
             yield result
+        existing = None if run.existing is None else await run.existing
+        if created and existing is not None:
+            groups = await dedupe(
+                instances, delete=True, keep=created, names=created.keys(), existing=existing
+            )
+            if groups and on_progress is not None:
+                on_progress(_progress(counts, tuple(groups)))
     finally:
         # Interrupted (Ctrl-C, aclose, an error): what was in flight stays in_flight in the
         # journal, and the next run reconciles it.

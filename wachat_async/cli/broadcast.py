@@ -18,22 +18,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from .. import _validate as check
-from ..bulk import BroadcastProgress, BroadcastResult, BroadcastStatus, Pace, SendSpec
+from .._config import API_KEY_ENV
+from ..bulk import (
+    BroadcastPlan,
+    BroadcastProgress,
+    BroadcastResult,
+    BroadcastStatus,
+    InstanceWait,
+    Pace,
+    SendSpec,
+    WaitReason,
+    plan,
+)
+from ..bulk.plan import Judged
 from ..client import AsyncWachat
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, NotFoundError, WachatError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
+from ..resources.messages import send_request
 from .connect import connect
-from .manifest import SpreadsheetLog
+from .constants import JOURNAL_NAME, SUMMARY_ROWS
+from .manifest import SpreadsheetLog, journal_files, refuse_overwriting
 from .outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -47,7 +62,6 @@ from .output import Bars, Output, duration, to_jsonable, value
 from .parser import Parser, Subcommands
 from .parser import add_command as new_command
 from .pngnames import png_name
-from .provision import JOURNAL_NAME, SUMMARY_ROWS, line_ranges
 from .recipients import (
     COLUMNS,
     INSTANCE,
@@ -55,16 +69,21 @@ from .recipients import (
     RowProblem,
     SpecStream,
     Template,
-    checked,
     read_opt_out,
 )
+from .sheet import line_ranges
 
 #: Messages the dry run shows.
 PREVIEW = 3
 #: Without a terminal (a log file), a progress line at most this often, in seconds.
 PLAIN_EVERY = 60.0
-#: The plan lets Ctrl-C in after this many rows.
-_YIELD_EVERY = 1000
+#: Waiting instances named in the status line (the others are counted).
+_WAITS_SHOWN = 2
+_WAIT_WORDS = {
+    WaitReason.THROTTLED: "throttled by the server",
+    WaitReason.CAPPED: "capped (per hour/day)",
+    WaitReason.PACED: "pacing",
+}
 
 S = BroadcastStatus
 #: The statuses a row may end with, in the order the counts are shown.
@@ -75,8 +94,6 @@ _NOT_QUEUED = frozenset({S.INVALID.value, S.OPTED_OUT.value})
 _SETTLED = (S.SENT.value, S.SKIPPED.value, S.OPTED_OUT.value)
 #: Statuses of messages that went to an instance and were not sent.
 _NOT_SENT = (S.UNKNOWN.value, S.FAILED.value, S.PAUSED.value)
-#: What the library adds to an unknown message's error, in its own parameter's words.
-_LIBRARY_RESEND = "; not resent (resend_unknown=True would)"
 
 _PACE = attrs.fields(Pace)
 #: The pace options: flag, Pace field, metavar, what it sets, the check of its value.
@@ -226,8 +243,14 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
     recipients = Recipients.open(args.csv, template, campaign=campaign, instance=instance)
     opt_out = frozenset() if args.opt_out is None else read_opt_out(args.opt_out)
     if args.dry_run:
-        return await dry_run(recipients, opt_out, pace, out)
+        return await dry_run(args, recipients, opt_out, pace, out)
     journal = None if args.sandbox else (args.journal or Path(JOURNAL_NAME))
+    if journal is not None:
+        refuse_overwriting(
+            "--journal",
+            journal,
+            [(args.csv, "the recipients CSV"), (args.opt_out, "the opt-out list")],
+        )
     results = _results_path(args, campaign, journal)
     with interrupted_as(f"Interrupted while reading {args.csv}; nothing was sent."):
         plan = await Plan.read(recipients, opt_out, pace)
@@ -243,6 +266,11 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK if run.all_ok else EXIT_FAILED
 
 
+def _can_connect(args: argparse.Namespace) -> bool:
+    """An API key is at hand (a sandbox inside the command has none of the CSV's instances)."""
+    return not args.sandbox and bool(args.api_key or os.environ.get(API_KEY_ENV, "").strip())
+
+
 def _results_path(args: argparse.Namespace, campaign: str, journal: Path | None) -> Path:
     """Where the results go; a :class:`CliError` (nothing sent) when they cannot."""
     name = png_name(campaign).removesuffix(".png") + "-results.csv"  # a safe file name
@@ -251,9 +279,15 @@ def _results_path(args: argparse.Namespace, campaign: str, journal: Path | None)
         raise CliError(f"--results {path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise CliError(f"--results {path}: no such folder {path.parent}")
-    for other, what in ((args.csv, "the recipients CSV"), (journal, "the journal")):
-        if other is not None and other.exists() and path.exists() and path.samefile(other):
-            raise CliError(f"--results {path} is {what}; give another file")
+    refuse_overwriting(
+        "--results",
+        path,
+        [
+            (args.csv, "the recipients CSV"),
+            (args.opt_out, "the opt-out list"),
+            *journal_files(journal),
+        ],
+    )
     return path
 
 
@@ -294,6 +328,27 @@ def _repeated(
     )
 
 
+def result_row(
+    recipients: Recipients,
+    result: BroadcastResult,
+    line: int,
+    line_of: Callable[[int], int],
+) -> ResultRow:
+    """A result as a row of the results file: a repeat names the line it repeats."""
+    spec: SendSpec = result.spec
+    instance = result.instance or spec.instance
+    recipient = result.recipient or spec.recipient
+    error: str | None = None
+    if result.duplicate_of is not None:
+        first_line = line_of(result.duplicate_of)
+        error = _repeated(recipients, spec, instance, recipient, first_line)
+    elif result.error is not None:
+        error = row_error(result.error)
+        if result.status is S.UNKNOWN:
+            error += " (--resend-unknown resends it)"  # the library's words say what happened
+    return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
+
+
 def pace_text(pace: Pace) -> str:
     """The pace in words."""
     if pace.interval or pace.jitter:
@@ -317,27 +372,52 @@ def pace_text(pace: Pace) -> str:
 
 @attrs.define
 class Plan:
-    """What a run sends, read from the CSV without a client: messages per instance (and so how
-    long the pace makes it take), the rows that would not be sent, the first messages."""
+    """What a run sends: the library's plan of the CSV (:func:`wachat_async.bulk.plan`, by
+    ``send_many``'s own rules), with what the command shows of it: the rows not sent, by line
+    (the CSV's own problems among them), and the first messages."""
 
-    pace: Pace
+    of: BroadcastPlan
     rows: int = 0
-    #: Messages to send, by instance.
-    messages: dict[str, int] = attrs.Factory(dict)
-    #: Rows that would not be sent, by status.
+    #: Rows that would not be sent, by status (the CSV's problems as invalid).
     not_sent: Counter[str] = attrs.Factory(Counter)
     #: The first rows that would not be sent, and the first messages, as shown.
     problems: list[ResultRow] = attrs.Factory(list)
     preview: list[dict[str, Any]] = attrs.Factory(list)
+    #: Instances that would not send now (not connected, not found), with why; a dry run
+    #: with an API key asks the server.
+    unready: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def pace(self) -> Pace:
+        return self.of.pace
+
+    @property
+    def messages(self) -> dict[str, int]:
+        return self.of.messages
 
     @property
     def total(self) -> int:
-        return sum(self.messages.values())
+        return self.of.total
 
     @property
     def projected_seconds(self) -> float:
-        """The time the slowest instance takes: the run's."""
-        return max(map(self.pace.projected_seconds, self.messages.values()), default=0.0)
+        """The time the slowest instance that can send takes: the run's."""
+        ready = [i for i in self.messages if i not in self.unready]
+        return max(map(self.of.projected_seconds, ready), default=0.0)
+
+    async def check_instances(self, wa: AsyncWachat) -> None:
+        """Ask the server whether each instance can send now (a duration is only promised
+        for those that can)."""
+        for instance in self.messages:
+            try:
+                state = await wa.instances.state(instance)
+            except NotFoundError:
+                self.unready[instance] = "not found"
+            except WachatError as exc:
+                self.unready[instance] = f"its state could not be read ({row_error(exc)})"
+            else:
+                if not state.is_connected:
+                    self.unready[instance] = f"not connected (state {state.state.value})"
 
     @classmethod
     async def read(
@@ -348,50 +428,42 @@ class Plan:
         on_problem: Callable[[ResultRow], None] | None = None,
     ) -> Plan:
         """One pass over the CSV (memory for a hash per message, as ``send_many`` keeps)."""
-        plan = cls(pace)
-        seen: dict[int, int] = {}
-        for line, row in recipients.rows():
-            plan.rows += 1
-            if plan.rows % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # Ctrl-C gets in
-            problem = plan._judge(recipients, line, row, seen, opt_out)
-            if problem is not None:
-                plan.not_sent[problem.status] += 1
-                if len(plan.problems) < SUMMARY_ROWS:
-                    plan.problems.append(problem)
-                if on_problem is not None:
-                    on_problem(problem)
-        return plan
+        lines = array("I")
+        shown = cls(BroadcastPlan(recipients.campaign, pace))
 
-    def _judge(
-        self,
-        recipients: Recipients,
-        line: int,
-        row: SendSpec | RowProblem,
-        seen: dict[int, int],
-        opt_out: frozenset[str],
-    ) -> ResultRow | None:
-        """Count a row that would be sent; else what would become of it."""
-        if isinstance(row, RowProblem):
-            return _problem_row(row)
-        try:
-            instance, recipient = checked(row)
-        except InvalidRequestError as exc:
-            return ResultRow(line, row.instance, row.recipient, S.INVALID.value, error=str(exc))
-        first_line = seen.setdefault(
-            hash(row.key if row.key is not None else (instance, recipient)), line
+        def not_sent(row: ResultRow) -> None:
+            shown.not_sent[row.status] += 1
+            if len(shown.problems) < SUMMARY_ROWS:
+                shown.problems.append(row)
+            if on_problem is not None:
+                on_problem(row)
+
+        def specs() -> Iterator[SendSpec]:
+            for line, row in recipients.rows():
+                shown.rows += 1
+                if isinstance(row, RowProblem):
+                    not_sent(_problem_row(row))
+                else:
+                    lines.append(line)
+                    yield row
+
+        def judged(verdict: Judged | BroadcastResult) -> None:
+            line = lines[verdict.index]
+            if isinstance(verdict, BroadcastResult):
+                not_sent(result_row(recipients, verdict, line, lines.__getitem__))
+            elif len(shown.preview) < PREVIEW:
+                where = {"line": line, "instance": verdict.instance, "recipient": verdict.recipient}
+                shown.preview.append(where | _shown(verdict.spec.message))
+
+        shown.of = await plan(
+            specs(),
+            campaign=recipients.campaign,
+            prepare=send_request,
+            pace=pace,
+            opt_out=opt_out,
+            on_spec=judged,
         )
-        if first_line != line:
-            error = _repeated(recipients, row, instance, recipient, first_line)
-            return ResultRow(line, instance, recipient, S.INVALID.value, error=error)
-        if recipient in opt_out:
-            return ResultRow(line, instance, recipient, S.OPTED_OUT.value)
-        self.messages[instance] = self.messages.get(instance, 0) + 1
-        if len(self.preview) < PREVIEW:
-            self.preview.append(
-                {"line": line, "instance": instance, "recipient": recipient} | _shown(row.message)
-            )
-        return None
+        return shown
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -399,10 +471,11 @@ class Plan:
             "messages": self.total,
             "not_sent": {s: self.not_sent[s] for s in sorted(_NOT_QUEUED)},
             "instances": [
-                {"instance": i, "messages": n, "projected_seconds": self.pace.projected_seconds(n)}
+                {"instance": i, "messages": n, "projected_seconds": self.of.projected_seconds(i)}
                 for i, n in self.messages.items()
             ],
             "projected_seconds": self.projected_seconds,
+            "not_ready": self.unready,
             "pace": to_jsonable(self.pace),
         }
 
@@ -419,6 +492,18 @@ class Plan:
             else "",
         )
         out.say(f"Pace: {pace_text(self.pace)}")
+        for instance, why in self.unready.items():
+            out.say(
+                f"Warning: instance {instance} is {why}: its {self.messages[instance]} "
+                "message(s) would not be sent now (the time above leaves them out); scan its QR "
+                "code first",
+                style="yellow",
+            )
+
+
+def wait_text(wait: InstanceWait, now: float) -> str:
+    """``throttled: resuming in 58s``: what an instance waits for, and for how long still."""
+    return f"{_WAIT_WORDS[wait.reason]}: resuming in {duration(max(0.0, wait.until - now))}"
 
 
 def _shown(message: MessagePayload) -> dict[str, Any]:
@@ -427,14 +512,24 @@ def _shown(message: MessagePayload) -> dict[str, Any]:
     return {"text": message.message if isinstance(message, TextMessage) else None}
 
 
-async def dry_run(recipients: Recipients, opt_out: frozenset[str], pace: Pace, out: Output) -> int:
-    """The plan, and nothing sent: no client, no journal."""
+async def dry_run(
+    args: argparse.Namespace,
+    recipients: Recipients,
+    opt_out: frozenset[str],
+    pace: Pace,
+    out: Output,
+) -> int:
+    """The plan, and nothing sent (no journal). With an API key the server is asked whether
+    each instance can send now; without one the dry run stays offline."""
 
     def stream(problem: ResultRow) -> None:
         out.document(attrs.asdict(problem))
 
     with interrupted_as("Interrupted; this was a dry run: nothing was sent."):
         plan = await Plan.read(recipients, opt_out, pace, stream if out.json else None)
+        if _can_connect(args) and plan.messages:
+            async with connect(args) as wa:
+                await plan.check_instances(wa)
     code = EXIT_FAILED if plan.not_sent[S.INVALID.value] else EXIT_OK
     if out.json:
         out.document({"dry_run": plan.as_json()})
@@ -443,7 +538,11 @@ async def dry_run(recipients: Recipients, opt_out: frozenset[str], pace: Pace, o
     plan.show(out, recipients.campaign)
     out.table(
         [
-            {"instance": i, "messages": n, "time": duration(pace.projected_seconds(n))}
+            {
+                "instance": i,
+                "messages": n,
+                "time": plan.unready.get(i) or duration(plan.of.projected_seconds(i)),
+            }
             for i, n in plan.messages.items()
         ],
         ["instance", "messages", "time"],
@@ -497,6 +596,10 @@ class Broadcasting:
     sent_lines: array[int] = attrs.field(init=False, factory=lambda: array("I"))
     #: Paused instances, with why (the library's live view, once it runs).
     paused: Mapping[str, str] = attrs.field(init=False, factory=dict)
+    #: What each instance waits for now, until when (the library's live view).
+    waiting: Mapping[str, InstanceWait] = attrs.field(init=False, factory=dict)
+    #: Without a live display: the end of each wait already announced, by instance.
+    _announced: dict[str, float] = attrs.field(init=False, factory=dict)
     _log: SpreadsheetLog | None = attrs.field(init=False, default=None)
     _bars: Bars = attrs.field(init=False, factory=Bars)
     _display: contextlib.ExitStack[bool | None] = attrs.field(
@@ -522,19 +625,51 @@ class Broadcasting:
         return all(self.counts[s] == 0 for s in STATUSES if s not in _SETTLED)
 
     async def go(self, wa: AsyncWachat, *, resend_unknown: bool) -> None:
-        async for result in wa.messages.send_many(
-            self._specs,
-            campaign=self.recipients.campaign,
-            pace=self.plan.pace,
-            journal=self.journal,
-            opt_out=self.opt_out,
-            resend_unknown=resend_unknown,
-            on_progress=self._on_progress,
-        ):
-            self._add(self._row(result))
+        # A wait of a minute must not look frozen: the countdown is redrawn while it lasts.
+        ticking = asyncio.create_task(self._tick()) if self.out.interactive else None
+        try:
+            async for result in wa.messages.send_many(
+                self._specs,
+                campaign=self.recipients.campaign,
+                pace=self.plan.pace,
+                journal=self.journal,
+                opt_out=self.opt_out,
+                resend_unknown=resend_unknown,
+                on_progress=self._on_progress,
+            ):
+                self._add(self._row(result))
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._held():
+                self._show()
 
     def _on_progress(self, progress: BroadcastProgress) -> None:
         self.paused = progress.paused
+        self.waiting = progress.waiting
+        if not self.out.interactive:
+            self._announce_waits()
+
+    def _held(self) -> dict[str, InstanceWait]:
+        """The instances waiting on the server or on a cap (a pace's spacing is expected)."""
+        return {i: w for i, w in self.waiting.items() if w.reason is not WaitReason.PACED}
+
+    def _announce_waits(self) -> None:
+        """Without a live display: a line (or a JSON object) when a wait begins."""
+        for instance, wait in self._held().items():
+            if self._announced.get(instance) == wait.until:
+                continue
+            self._announced[instance] = wait.until
+            if self.out.json:
+                self.out.document(
+                    {"instance": instance, "waiting": wait.reason.value, "until": wait.until}
+                )
+            else:
+                self.out.say(f"{instance}: {wait_text(wait, time.time())}")
 
     def _start(self) -> None:
         """The journal is open and nothing is sent yet: open the results, show the plan."""
@@ -565,23 +700,8 @@ class Broadcasting:
         self._add(_problem_row(problem))
 
     def _row(self, result: BroadcastResult) -> ResultRow:
-        spec: SendSpec = result.spec
-        instance = result.instance or spec.instance
-        recipient = result.recipient or spec.recipient
-        error: str | None = None
-        if result.duplicate_of is not None:
-            first_line = self._specs.line_of(result.duplicate_of)
-            error = _repeated(self.recipients, spec, instance, recipient, first_line)
-        elif result.error is not None:
-            exc = result.error
-            error = row_error(exc)
-            if result.status is S.UNKNOWN:
-                error = (
-                    error.removesuffix(_LIBRARY_RESEND)
-                    + "; not resent (--resend-unknown resends it)"
-                )
-        line = self._specs.line_of(result.index)
-        return ResultRow(line, instance, recipient, result.status.value, result.message_id, error)
+        line_of = self._specs.line_of
+        return result_row(self.recipients, result, line_of(result.index), line_of)
 
     def _add(self, row: ResultRow) -> None:
         self.counts[row.status] += 1
@@ -597,37 +717,67 @@ class Broadcasting:
         eta = self.eta()
         if self.out.json:
             self.out.document(attrs.asdict(row) | {"eta_seconds": round(eta, 1)})
-        status = self._status_text(eta)
-        self._bars(self.finished, status)
-        if row.instance in self.by_instance:
-            done = self.by_instance[row.instance]
-            note = ", ".join(f"{done[s]} {s}" for s in STATUSES if done[s])
-            if row.instance in self.paused:
-                note += " (paused)"
-            self._bars.part(row.instance, self.settled[row.instance], note)
+        status = self._show(eta, row.instance)
         if not self.out.interactive and time.monotonic() - self._last_line >= PLAIN_EVERY:
             self._last_line = time.monotonic()
             self.out.say(f"{self.finished} of {self.plan.rows} rows done: {status}")
 
-    def eta(self) -> float:
-        """Seconds left at this pace: the remaining messages of the slowest instance (paused
-        ones left out: their messages are not sent)."""
+    def _show(self, eta: float | None = None, changed: str | None = None) -> str:
+        """Redraw the status line and the line of each instance that changed (or waits);
+        returns the status."""
+        now = time.time()
+        held = self._held()
+        status = self._status_text(self.eta(now) if eta is None else eta, held, now)
+        self._bars(self.finished, status)
+        shown = {*held, *([changed] if changed is not None else [])}
+        for instance in shown & self.by_instance.keys():
+            done = self.by_instance[instance]
+            note = ", ".join(f"{done[s]} {s}" for s in STATUSES if done[s])
+            if instance in self.paused:
+                note += " (paused)"
+            elif instance in held:
+                waiting = wait_text(held[instance], now)
+                note = f"{note} ({waiting})" if note else waiting
+            self._bars.part(instance, self.settled[instance], note)
+        return status
+
+    def eta(self, now: float | None = None) -> float:
+        """Seconds left at this pace: the remaining messages of the slowest instance, after
+        what it waits for now on the server or a cap (paused ones left out: their messages are
+        not sent)."""
         pace, left = self.plan.pace, 0.0
+        now = time.time() if now is None else now
+        held = self._held()
         for instance, planned in self.plan.messages.items():
             done = self.settled[instance]
             if instance not in self.paused and planned > done:
+                wait = held.get(instance)
+                waiting = 0.0 if wait is None else max(0.0, wait.until - now)
                 # After a message, each one left waits a turn; before any, the first does not.
-                left = max(left, pace.projected_seconds(planned - done + (1 if done else 0)))
+                to_send = pace.projected_seconds(planned - done + (1 if done else 0))
+                left = max(left, waiting + to_send)
         return left
 
-    def _status_text(self, eta: float) -> str:
-        counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])
-        return f"{counts}; about {duration(eta)} left" if eta else counts
+    def _status_text(
+        self, eta: float, held: Mapping[str, InstanceWait] | None = None, now: float = 0.0
+    ) -> str:
+        parts = [", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])]
+        if eta:
+            parts.append(f"about {duration(eta)} left")
+        if held:
+            parts += [f"{i} {wait_text(w, now)}" for i, w in list(held.items())[:_WAITS_SHOWN]]
+            if len(held) > _WAITS_SHOWN:
+                parts.append(f"{len(held) - _WAITS_SHOWN} more waiting")
+        return "; ".join(part for part in parts if part)
 
     def close(self) -> None:
         self._display.close()
         if self._log is not None:
             self._log.close()
+            # Every row is in the file already; in line order is for the reader (a failure
+            # here leaves them in the order they finished).
+            with contextlib.suppress(OSError, ValueError):
+                self._log.sort_by_first_column()
 
     # -- the end ------------------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 spreadsheet.
 
 One line per CSV row, in line order: ``line, instance_name, api_instance_name, status
-(created, reconciled, skipped, failed), png, error, note``. ``png`` is a file name in the same
-folder. A text cell that a spreadsheet would take for a formula (it starts with ``=``, ``+``,
-``-``, ``@``, a tab or a carriage return) is prefixed with ``'``. The file is UTF-8 with a
-byte-order mark (so spreadsheets read it as UTF-8) and is replaced whole, atomically.
+(created, reconciled, created earlier, failed), png, error, note``. ``png`` is a file name in
+the same folder. A text cell that a spreadsheet would take for a formula (it starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is prefixed with ``'``. The file is
+UTF-8 with a byte-order mark (so spreadsheets read it as UTF-8) and is replaced whole,
+atomically.
 
 A broadcast's results file is written the same way, a row at a time as the run goes
-(:class:`SpreadsheetLog`).
+(:class:`SpreadsheetLog`), and put in line order when the run ends.
+
+No file a command writes may be one it reads or keeps (:func:`refuse_overwriting`): a results
+file named like the opt-out list would make the next campaign message people who opted out.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import attrs
 from attrs import AttrsInstance
+
+from .outcome import CliError
 
 MANIFEST_NAME = "manifest.csv"
 #: UTF-8 with a byte-order mark: spreadsheets then read the file as UTF-8.
@@ -42,6 +48,39 @@ class ManifestRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ManifestRow))
+
+
+def same_file(one: Path, other: Path) -> bool:
+    """Whether writing ``one`` would write ``other``, whether or not either exists yet: the
+    same path once symbolic links are resolved, or one file under two names (a hard link)."""
+    if os.path.realpath(one) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (yet): the paths decided
+        return False
+
+
+def journal_files(journal: Path | None) -> list[tuple[Path, str]]:
+    """The files a journal keeps: itself and SQLite's files beside it."""
+    if journal is None:
+        return []
+    return [(journal, "the journal")] + [
+        (journal.with_name(journal.name + suffix), "a file of the journal")
+        for suffix in ("-wal", "-shm", "-journal")
+    ]
+
+
+def refuse_overwriting(
+    option: str, output: Path, inputs: Iterable[tuple[Path | None, str]]
+) -> None:
+    """A :class:`CliError` (nothing done yet) when ``output`` is one of ``inputs``."""
+    for other, what in inputs:
+        if other is not None and same_file(output, other):
+            raise CliError(
+                f"{option} {output} is {what} ({other}); writing it would destroy it: give "
+                "another file"
+            )
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -74,6 +113,7 @@ class SpreadsheetLog:
     that stops leaves what it finished), safe to open in a spreadsheet like the manifest."""
 
     def __init__(self, path: Path, row_type: type[AttrsInstance]) -> None:
+        self.path = path
         # Line-buffered: every row reaches the file as it is written.
         self._handle = path.open("w", encoding=ENCODING, newline="", buffering=1)
         self._writer = csv.writer(self._handle)
@@ -85,3 +125,25 @@ class SpreadsheetLog:
 
     def close(self) -> None:
         self._handle.close()
+
+    def sort_by_first_column(self) -> None:
+        """Replace the file, atomically, by its rows in order of their first column (a whole
+        number: the input's line), as a reader expects them (they were written as they
+        finished). Reads the rows back: memory for all of them, once, at the end."""
+        with self.path.open(encoding=ENCODING, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            rows = sorted(reader, key=lambda cells: int(cells[0]))
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "w", encoding=ENCODING, newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows(rows)  # already spreadsheet-safe
+            os.chmod(tmp, os.stat(self.path).st_mode & 0o777)  # as it was, not mkstemp's
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -115,6 +115,12 @@ def add_seconds(
     )
 
 
+def subcommands_of(commands: Subcommands, name: str) -> Subcommands:
+    """The operations of command ``name``, for a module that adds one of its own."""
+    group = commands.choices[name]
+    return next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+
+
 #: What a command group module offers: it adds its commands to the tree.
 AddCommands: TypeAlias = Callable[[Subcommands, Parser], None]
 
@@ -137,6 +143,7 @@ def build_parser(groups: Sequence[AddCommands]) -> Parser:
 
 
 def parse(argv: Sequence[str], groups: Sequence[AddCommands]) -> argparse.Namespace:
+    refuse_unencodable(argv)
     args = build_parser(groups).parse_args(argv)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
@@ -147,3 +154,22 @@ def parse(argv: Sequence[str], groups: Sequence[AddCommands]) -> argparse.Namesp
 def wants_json(argv: Sequence[str]) -> bool:
     """Whether ``--json`` was asked for, before the command line is known to parse."""
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def refuse_unencodable(argv: Sequence[str]) -> None:
+    """A :class:`CliError` naming the first argument that is not text (bytes that are not
+    UTF-8 reach Python as lone surrogates, which no request, file or terminal can take)."""
+    for position, word in enumerate(argv):
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            before = argv[position - 1] if position else ""
+            where = (
+                f"the value of {before}"
+                if before.startswith("-") and "=" not in before
+                else f"argument {position + 1}"
+            )
+            raise CliError(
+                f"{where} ({word[:40]!a}) is not valid text: character {exc.start + 1} is "
+                "not UTF-8; check the encoding of the shell or of the file it came from"
+            ) from None

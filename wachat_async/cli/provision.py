@@ -2,8 +2,8 @@
 per instance, ``DIR/manifest.csv`` listing what every row became, and a summary.
 
 With a journal (by default ``DIR/.wachat-journal.sqlite``; none with ``--sandbox``, which
-forgets everything at exit) a re-run resumes: rows done earlier are skipped (their PNG saved
-again if it is missing) and failed ones are tried again.
+forgets everything at exit) a re-run resumes: rows an earlier run created are ``created
+earlier`` (their PNG saved again if it is missing) and failed ones are tried again.
 """
 
 from __future__ import annotations
@@ -12,20 +12,29 @@ import argparse
 import asyncio
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
-from ..bulk import ProvisionResult
+from ..bulk import DuplicateGroup, ProvisionProgress, ProvisionResult
 from ..client import AsyncWachat
-from ..errors import ConflictError, WachatError
+from ..errors import ConflictError, InvalidRequestError, WachatError
 from ..models import CreateSpec, Integration, QrCode
 from ..qr import save_png
 from ..resources.instances import AsyncInstances
 from .connect import connect
+from .constants import JOURNAL_NAME, SUMMARY_ROWS
+from .dedupe import duplicate_json, duplicate_line
 from .fields import BOOLEAN_FIELDS, CREATE_FIELDS
-from .manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    ManifestRow,
+    journal_files,
+    refuse_overwriting,
+    same_file,
+    write_manifest,
+)
 from .outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -37,12 +46,12 @@ from .outcome import (
 from .output import Output
 from .parser import Parser, Subcommands, add_command
 from .pngnames import png_name
-from .sheet import BadRow, Sheet, SheetSpecs
+from .sheet import BadRow, Sheet, SheetSpecs, line_ranges
 
-JOURNAL_NAME = ".wachat-journal.sqlite"
-#: Rows the summary shows; the manifest has them all.
-SUMMARY_ROWS = 20
-STATUSES = ("created", "reconciled", "skipped", "failed")
+#: What a row became. ``created earlier``: the journal says an earlier run created it (the
+#: library's ``skipped``: nothing was sent now).
+CREATED_EARLIER = "created earlier"
+STATUSES = ("created", "reconciled", CREATED_EARLIER, "failed")
 
 _CONCURRENCY = inspect.signature(AsyncInstances.create_many).parameters["concurrency"].default
 
@@ -90,6 +99,9 @@ async def run_provision(args: argparse.Namespace, out: Output) -> int:
     sheet = Sheet.open(args.csv)
     folder = _out_folder(args.out)
     journal = args.journal or (None if args.sandbox else folder / JOURNAL_NAME)
+    refuse_overwriting("--out", folder / MANIFEST_NAME, _kept(sheet.path, journal))
+    if journal is not None:
+        refuse_overwriting("--journal", journal, [(sheet.path, "the CSV")])
     if sheet.unknown_columns:
         out.say(
             f"Ignoring column(s) that are not create fields: {', '.join(sheet.unknown_columns)}",
@@ -117,6 +129,11 @@ def _out_folder(path: Path) -> Path:
     return path
 
 
+def _kept(csv: Path, journal: Path | None) -> list[tuple[Path | None, str]]:
+    """The files a run reads or keeps, which none it writes may be."""
+    return [(csv, "the CSV"), *journal_files(journal)]
+
+
 def _no_progress(done: int, status: str) -> None:
     return None
 
@@ -138,6 +155,10 @@ class Provisioning:
     #: Lines of rows that succeeded but whose PNG could not be saved.
     png_missing: set[int] = attrs.field(init=False, factory=set)
     _progress: Callable[[int, str], None] = attrs.field(init=False, default=_no_progress)
+    #: What the run's closing sweep found: names it created that another instance holds.
+    duplicates: tuple[DuplicateGroup, ...] = attrs.field(init=False, default=())
+    #: Failed rows a re-run may create (not those whose input is wrong).
+    retryable: int = attrs.field(init=False, default=0)
 
     @property
     def manifest(self) -> Path:
@@ -154,10 +175,14 @@ class Provisioning:
                 concurrency=concurrency,
                 rate_limit=rate,
                 journal=None if self.journal is None else str(self.journal),
+                on_progress=self._on_progress,
             ):
                 self._add_bad_rows()
                 self._add(await self._settle(result))
             self._add_bad_rows()
+
+    def _on_progress(self, progress: ProvisionProgress) -> None:
+        self.duplicates = progress.duplicates or self.duplicates
 
     def _add(self, row: ManifestRow) -> None:
         self.rows.append(row)
@@ -176,11 +201,14 @@ class Provisioning:
         line = self.specs.line_of(result.index)
         name = result.instance_name
         if result.error is not None or name is None:
+            if not _failed_on_input(result):
+                self.retryable += 1
             return ManifestRow(
                 line, name, result.api_instance_name, "failed", error=self._error(result)
             )
         png, note = await self._save_png(result, name, line)
-        return ManifestRow(line, name, result.api_instance_name, result.status, png=png, note=note)
+        status = CREATED_EARLIER if result.skipped else result.status
+        return ManifestRow(line, name, result.api_instance_name, status, png=png, note=note)
 
     async def _save_png(
         self, result: ProvisionResult, name: str, line: int
@@ -193,6 +221,17 @@ class Provisioning:
             return None, "WHATSAPP-BUSINESS: no QR code"
         if result.skipped and target.exists():
             return file_name, None
+        kept = next(
+            (
+                what
+                for path, what in _kept(self.sheet.path, self.journal)
+                if path and same_file(target, path)
+            ),
+            None,
+        )
+        if kept is not None:
+            self.png_missing.add(line)
+            return None, f"QR code not saved: {file_name} is {kept}"
         try:
             png = _png_bytes(result.qrcode)
             if png is None:
@@ -258,6 +297,7 @@ class Provisioning:
                     "out": str(self.folder),
                     "journal": None if self.journal is None else str(self.journal),
                     "ignored_columns": self.sheet.unknown_columns,
+                    "duplicates": [duplicate_json(g) for g in self.duplicates],
                 }
             )
             return
@@ -288,25 +328,26 @@ class Provisioning:
             self.out.say(f"… and {len(self.rows) - SUMMARY_ROWS} more in {self.manifest}")
         if self.png_missing:
             self.out.say(f"{len(self.png_missing)} QR code(s) could not be saved", style="red")
+        for group in self.duplicates:
+            self.out.say(
+                "Duplicate (a create landed twice): " + duplicate_line(group),
+                style="yellow" if group.left else None,
+            )
         self.out.say(f"Manifest: {self.manifest}")
         self.out.say(f"QR codes: {self.folder}/")
         if self.journal is not None:
+            # Rows that failed on their input fail again until the CSV is fixed.
             again = (
-                " (re-run the same command to retry the failed rows)" if counts["failed"] else ""
+                f" (re-run the same command to retry the {self.retryable} row(s) the server failed)"
+                if self.retryable
+                else ""
             )
             self.out.say(f"Journal: {self.journal}{again}")
 
 
-def line_ranges(lines: Iterable[int], most: int = 8) -> str:
-    """``2-15, 18, 20-22``: line numbers as ranges, the first ``most`` of them."""
-    spans: list[list[int]] = []
-    for line in sorted(lines):
-        if spans and line == spans[-1][1] + 1:
-            spans[-1][1] = line
-        else:
-            spans.append([line, line])
-    shown = [f"{a}-{b}" if b > a else str(a) for a, b in spans[:most]]
-    return ", ".join(shown) + (", ..." if len(spans) > most else "")
+def _failed_on_input(result: ProvisionResult) -> bool:
+    """The row's own spec is wrong (or repeats a name): a re-run fails it the same way."""
+    return isinstance(result.error, InvalidRequestError) or result.duplicate_of is not None
 
 
 def _bad_row(bad: BadRow) -> ManifestRow:

@@ -7,8 +7,8 @@ time, as often as the command needs (a plan, then the run): nothing keeps all it
 
 Each row becomes a :class:`~wachat_async.SendSpec`, or, when the CSV itself gets it wrong (a
 template value missing, no instance, cells past the header), a :class:`RowProblem` naming its
-line. Numbers, repeats and opt-outs are ``send_many``'s to judge while sending; a dry run, which
-has no client, judges them the same way with :func:`checked`.
+line. Numbers, repeats and opt-outs are the library's to judge (``send_many`` while sending,
+:func:`wachat_async.bulk.plan` for a dry run and the ETA: the same rules).
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .. import _validate as check
-from ..bulk import SendSpec, render_template
+from ..bulk import SendSpec, opt_out_number, render_template
 from ..errors import InvalidRequestError
 from ..models import MediaMessage, MediaType, MessagePayload, TextMessage
-from ..resources.messages import send_request
 from .outcome import CliError
 from .sheet import data_records, read_header, too_many_cells
 
@@ -166,13 +164,6 @@ class Recipients:
         return None if spec.key is None else spec.key.removeprefix(f"{self.campaign}:")
 
 
-def checked(spec: SendSpec) -> tuple[str, str]:
-    """The instance and number of ``spec`` as they are sent; InvalidRequestError as
-    ``send_many`` would report it (the same checks, without a client)."""
-    _, body = send_request(spec.instance, spec.recipient, spec.message)
-    return body["instanceName"], body["number"]
-
-
 class SpecStream:
     """The rows as ``send_many`` reads them: specs, lazily. ``on_start()`` runs when the
     first is asked for (the journal is open by then, nothing is sent yet); a row the CSV gets
@@ -223,7 +214,7 @@ def read_opt_out(path: Path) -> frozenset[str]:
         entry = raw.split("#", 1)[0].strip()
         if entry:
             try:
-                numbers.add(check.number(NUMBER, entry))
+                numbers.add(opt_out_number(NUMBER, entry))
             except InvalidRequestError as exc:
                 raise CliError(f"--opt-out {path}, line {line}: {exc}") from None
     return frozenset(numbers)

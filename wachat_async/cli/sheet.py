@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import typing
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +190,15 @@ def _decoded(handle: typing.IO[bytes], path: Path) -> Iterator[str]:
                 f"{path} is not UTF-8 text (line {number}, byte {exc.start + 1}: "
                 f"{raw[exc.start : exc.start + 1]!r}); save it as UTF-8 CSV"
             ) from None
+
+
+def line_ranges(lines: Iterable[int], most: int = 8) -> str:
+    """``2-15, 18, 20-22``: line numbers as ranges, the first ``most`` of them."""
+    spans: list[list[int]] = []
+    for line in sorted(lines):
+        if spans and line == spans[-1][1] + 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in spans[:most]]
+    return ", ".join(shown) + (", ..." if len(spans) > most else "")

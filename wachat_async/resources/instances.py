@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import os
 import time
@@ -26,6 +27,8 @@ from .._executor import Executor
 from .._reconcile import CREATE_INSTANCE, LIST_INSTANCES, Reconciler
 from .._signatures import arguments
 from .._transport import ANY, PNG, Call
+from ..bulk.dedupe import DuplicateGroup, dedupe, journal_choices
+from ..bulk.journal import Journal
 from ..bulk.provision import ProvisionProgress, ProvisionResult, provision
 from ..errors import (
     ConflictError,
@@ -204,6 +207,7 @@ class AsyncInstances:
             rate_limit=rate_limit,
             journal=journal,
             on_progress=on_progress,
+            instances=self,
         ):
             yield result
 
@@ -334,6 +338,19 @@ class AsyncInstances:
                     attempts=polls,
                 )
             await asyncio.sleep(min(pause, remaining))
+
+    # -- duplicates ----------------------------------------------------------------------------
+
+    async def dedupe(
+        self, *, delete: bool = False, journal: str | os.PathLike[str] | Journal | None = None
+    ) -> builtins.list[DuplicateGroup]:  # `list` here is the method above
+        """Every friendly name held by more than one instance (a create that landed after it
+        was resent), as a :class:`~wachat_async.DuplicateGroup` each: the one kept (the one
+        ``journal``, a provisioning journal, recorded; else a connected one; else the oldest)
+        and the others. With ``delete=True`` the others are deleted, except connected ones:
+        those are left, and reported in ``group.left``."""
+        keep = await journal_choices(journal, self._executor.settings)
+        return await dedupe(self, delete=delete, keep=keep)
 
 
 def _instance(name: str) -> dict[str, str]:

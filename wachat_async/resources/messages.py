@@ -20,7 +20,8 @@ from .. import _validate as check
 from .._build import builder
 from .._executor import Executor
 from .._transport import Call
-from ..bulk.broadcast import BroadcastProgress, BroadcastResult, Pace, SendSpec, broadcast
+from ..bulk.broadcast import broadcast
+from ..bulk.campaign import BroadcastProgress, BroadcastResult, Pace, SendSpec
 from ..errors import InvalidRequestError
 from ..models import (
     ButtonsMessage,

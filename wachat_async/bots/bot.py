@@ -1,0 +1,230 @@
+"""Bot: a router on the signed receiver, with conversations, dedupe and per-chat order.
+
+A delivery goes through two steps. **Taking it in** (before the receiver answers): a message
+event is appended to its chat's inbox in the storage, unless its id (instance and WhatsApp
+message id) was taken in before, by this process or by a replica with a webhook of its own; a
+storage that fails makes the receiver answer 503, so Wachat delivers it again. **Handling**
+(after the answer): holding the chat's lock, the inbox is handled oldest first, one message at
+a time, each through the router with the chat's conversation. Every process that received the
+delivery tries, so a replica that dies after taking a message in leaves it to the others (or to
+itself after a restart: :meth:`Bot.start` handles what the inbox still holds). A message whose
+handling had begun when the process died is not handled again: a reply may have gone out, and
+a duplicate answer cannot be taken back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .. import _validate as check
+from ..errors import InvalidRequestError
+from ..webhooks.events import WEBHOOK_ID_HEADER, MessageReceived, WebhookEvent, parse_event
+from .chat import Conversation, Message
+from .filters import Filter
+from .router import Router
+from .storage import MemoryStorage, Storage, StorageError
+
+if TYPE_CHECKING:
+    from ..client import AsyncWachat
+    from ..webhooks.receiver import WebhookReceiver
+
+__all__ = ["Bot"]
+
+logger = logging.getLogger("wachat_async.bots")
+
+#: How often a ``wait_for`` looks at the storage for an answer another replica took in.
+POLL_INTERVAL = 0.2
+
+
+def chat_key(event: MessageReceived) -> str | None:
+    """The chat a message belongs to: its instance and its chat id."""
+    if event.instance is None or event.remote_jid is None:
+        return None
+    return f"{event.instance}|{event.remote_jid}"
+
+
+class _Arrivals:
+    """Per chat being waited on, an event set when a message for it is taken in here; an
+    entry lives only while someone waits (nothing is left behind by a timed-out wait)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def notify(self, chat: str) -> None:
+        entry = self._events.get(chat)
+        if entry is not None:
+            entry[0].set()
+
+    def acquire(self, chat: str) -> asyncio.Event:
+        event, users = self._events.get(chat) or (asyncio.Event(), 0)
+        self._events[chat] = (event, users + 1)
+        return event
+
+    def release(self, chat: str) -> None:
+        event, users = self._events[chat]
+        if users == 1:
+            del self._events[chat]
+        else:
+            self._events[chat] = (event, users - 1)
+
+
+class Bot:
+    """``router`` answering the messages ``client``'s instances receive. ``states``: the
+    conversation states handlers may use (filters naming others are refused here);
+    ``state_timeout``: seconds after which an idle conversation starts over (None: never)."""
+
+    def __init__(
+        self,
+        router: Router,
+        client: AsyncWachat,
+        *,
+        storage: Storage | None = None,
+        states: Collection[str] = (),
+        state_timeout: float | None = None,
+    ) -> None:
+        if not isinstance(router, Router):
+            raise InvalidRequestError(f"router must be a Router, got {router!r}")
+        self._states = frozenset(check.text("states", s) for s in states)
+        router.check(self._states)
+        self.router = router
+        self.client = client
+        self.storage: Storage = MemoryStorage() if storage is None else storage
+        self._state_timeout = (
+            None if state_timeout is None else check.seconds("state_timeout", state_timeout)
+        )
+        self._arrivals = _Arrivals()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Bot({self.router!r}, storage={type(self.storage).__name__})"
+
+    def receiver(
+        self, secret: str | bytes | Sequence[str | bytes], **options: Any
+    ) -> WebhookReceiver:
+        """A :class:`~wachat_async.webhooks.WebhookReceiver` feeding this bot (``options`` as
+        the receiver takes them)."""
+        from ..webhooks.receiver import WebhookReceiver
+
+        return WebhookReceiver(secret, self.handle, admit=self.admit, **options)
+
+    async def start(self) -> None:
+        """Handle what the storage's inboxes still hold (a crash, a replica gone)."""
+        for chat in await self.storage.pending_chats():
+            task = asyncio.get_running_loop().create_task(self._drain(chat))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Finish the handling under way and close the storage."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.storage.close()
+
+    # -- the two steps -------------------------------------------------------------------------
+
+    async def admit(self, event: WebhookEvent) -> bool:
+        """Take a delivery in (the receiver's ``admit``): StorageError when the storage fails."""
+        if not isinstance(event, MessageReceived):
+            return True
+        chat = chat_key(event)
+        if chat is None or event.message_id is None:
+            logger.warning("a message without instance, chat or id cannot be handled: skipped")
+            return False
+        item = json.dumps(
+            {"payload": event.raw, "webhook_id": event.webhook_id, "timestamp": event.timestamp}
+        )
+        try:
+            added = await self.storage.enqueue(chat, f"{event.instance}|{event.message_id}", item)
+        except StorageError as exc:
+            logger.error("bot storage failed; delivery not taken in: %s", exc)
+            raise
+        if added:
+            self._arrivals.notify(chat)
+        return True
+
+    async def handle(self, event: WebhookEvent) -> None:
+        """Handle what the event's chat has waiting (the receiver's handler)."""
+        if isinstance(event, MessageReceived) and (chat := chat_key(event)) is not None:
+            await self._drain(chat)
+
+    async def feed(self, event: WebhookEvent) -> None:
+        """Take in and handle a verified event (for adapters, and tests)."""
+        if await self.admit(event):
+            await self.handle(event)
+
+    # -- handling ------------------------------------------------------------------------------
+
+    async def _drain(self, chat: str) -> None:
+        try:
+            async with self.storage.lock(chat):
+                while (item := await self.storage.pop(chat)) is not None:
+                    await self._process(chat, _event(item))
+        except StorageError as exc:
+            logger.error("bot storage failed; the chat's messages wait in its inbox: %s", exc)
+
+    async def _process(self, chat: str, event: MessageReceived) -> None:
+        conversation = Conversation(
+            chat,
+            self.storage,
+            states=self._states,
+            timeout=self._state_timeout,
+            wait_for=self._wait_for,
+            snapshot=await self.storage.load(chat),
+        )
+        await self._route(Message(event, self.client, conversation))
+
+    async def _route(self, message: Message) -> None:
+        try:
+            if not await self.router.dispatch(message):
+                logger.debug("no handler for %r", message)
+        except StorageError:
+            raise
+        except Exception:
+            logger.exception("bot handler failed for %r", message)
+
+    async def _wait_for(
+        self, conversation: Conversation, filter: Filter, timeout: float
+    ) -> Message:
+        if not isinstance(filter, Filter):
+            raise InvalidRequestError(f"wait_for takes a filter (F.text(...), ...), got {filter!r}")
+        chat = conversation.chat
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        arrived = self._arrivals.acquire(chat)
+        try:
+            while True:
+                arrived.clear()
+                item = await self.storage.pop(chat)
+                if item is None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no answer in chat {chat} within {timeout:g} s")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(arrived.wait(), min(remaining, POLL_INTERVAL))
+                    continue
+                message = Message(_event(item), self.client, conversation)
+                if (not message.event.from_me or filter.wants_from_me) and filter(message):
+                    return message
+                await self._route(message)
+        finally:
+            self._arrivals.release(chat)
+
+
+def _event(item: str) -> MessageReceived:
+    """The event an inbox item holds (as parsed when it arrived)."""
+    saved = json.loads(item)
+    headers = {WEBHOOK_ID_HEADER: saved["webhook_id"]} if saved.get("webhook_id") else {}
+    event = parse_event(headers, json.dumps(saved["payload"]))
+    if not isinstance(event, MessageReceived):  # only message events are taken in
+        raise StorageError("an inbox item is not a message: the storage holds foreign data")
+    return attrs.evolve(event, timestamp=saved.get("timestamp"))

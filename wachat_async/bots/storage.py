@@ -1,0 +1,297 @@
+"""Where a bot keeps what must outlive one delivery: which deliveries it has taken in (dedupe),
+each chat's inbox (deliveries taken in, not yet handled, in arrival order), each chat's lock,
+and each chat's conversation state.
+
+Three implementations: :class:`MemoryStorage` (the default: one process, bounded),
+:class:`SQLiteStorage` (one process at a time on a file: survives a restart, ``kill -9``
+included) and :class:`~wachat_async.bots.redis.RedisStorage` (several replicas). A storage that
+fails raises :class:`StorageError`; the receiver then answers 503 so the delivery comes again.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from .. import _validate as check
+from ..errors import WachatError
+
+__all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "StorageError"]
+
+T = TypeVar("T")
+
+#: How long a delivery id is remembered (Wachat redelivers within minutes, not days).
+DEDUPE_TTL = 24 * 3600.0
+
+
+class StorageError(WachatError):
+    """The bot's storage failed (down, locked, full): the delivery was not taken in."""
+
+
+class Storage(abc.ABC):
+    """What a bot needs from its storage. ``chat`` is an opaque key (instance and customer);
+    ``item`` and ``snapshot`` are JSON text. Every method may raise :class:`StorageError`."""
+
+    @abc.abstractmethod
+    async def enqueue(self, chat: str, delivery_id: str, item: str) -> bool:
+        """Append ``item`` to the chat's inbox unless ``delivery_id`` was taken in before (by
+        this process or another replica): True when appended. Atomic."""
+
+    @abc.abstractmethod
+    async def pop(self, chat: str) -> str | None:
+        """Take the oldest item of the chat's inbox (call it holding the chat's lock)."""
+
+    @abc.abstractmethod
+    async def pending_chats(self) -> list[str]:
+        """Chats whose inbox holds items (left by a crash or a replica that died)."""
+
+    @abc.abstractmethod
+    def lock(self, chat: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the chat: one handler at a time per chat, across whoever shares the storage."""
+
+    @abc.abstractmethod
+    async def load(self, chat: str) -> str | None:
+        """The chat's conversation snapshot, or None."""
+
+    @abc.abstractmethod
+    async def save(self, chat: str, snapshot: str | None, ttl: float | None) -> None:
+        """Store (None: delete) the chat's snapshot; ``ttl`` lets the storage drop it later."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release connections and threads."""
+
+
+class _ChatLocks:
+    """One asyncio lock per chat, kept only while held or waited for: memory follows the chats
+    active right now, never every chat ever seen."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, chat: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(chat) or (asyncio.Lock(), 0)
+        self._locks[chat] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[chat]
+            if users == 1:
+                del self._locks[chat]
+            else:
+                self._locks[chat] = (lock, users - 1)
+
+
+class MemoryStorage(Storage):
+    """In this process only, bounded: at most ``dedupe_capacity`` delivery ids (the oldest
+    forgotten first), ``state_capacity`` conversations (the least recently used dropped first),
+    ``inbox_capacity`` waiting deliveries per chat (beyond that, StorageError: 503), and a lock
+    only per chat being handled right now."""
+
+    def __init__(
+        self,
+        *,
+        dedupe_capacity: int = 100_000,
+        state_capacity: int = 100_000,
+        inbox_capacity: int = 1_000,
+    ) -> None:
+        self._dedupe_capacity = check.positive_int("dedupe_capacity", dedupe_capacity)
+        self._state_capacity = check.positive_int("state_capacity", state_capacity)
+        self._inbox_capacity = check.positive_int("inbox_capacity", inbox_capacity)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._inboxes: dict[str, deque[str]] = {}
+        self._states: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._locks = _ChatLocks()
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each part holds (what the bounds bound)."""
+        return {
+            "seen": len(self._seen),
+            "inboxes": len(self._inboxes),
+            "states": len(self._states),
+            "locks": len(self._locks),
+        }
+
+    async def enqueue(self, chat: str, delivery_id: str, item: str) -> bool:
+        if delivery_id in self._seen:
+            return False
+        inbox = self._inboxes.setdefault(chat, deque())
+        if len(inbox) >= self._inbox_capacity:
+            raise StorageError(f"{self._inbox_capacity} deliveries already wait in this chat")
+        self._seen[delivery_id] = None
+        if len(self._seen) > self._dedupe_capacity:
+            self._seen.popitem(last=False)
+        inbox.append(item)
+        return True
+
+    async def pop(self, chat: str) -> str | None:
+        inbox = self._inboxes.get(chat)
+        if not inbox:
+            return None
+        item = inbox.popleft()
+        if not inbox:
+            del self._inboxes[chat]
+        return item
+
+    async def pending_chats(self) -> list[str]:
+        return list(self._inboxes)
+
+    def lock(self, chat: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(chat)
+
+    async def load(self, chat: str) -> str | None:
+        entry = self._states.get(chat)
+        if entry is None:
+            return None
+        snapshot, expires = entry
+        if expires is not None and expires <= time.time():
+            del self._states[chat]
+            return None
+        self._states.move_to_end(chat)
+        return snapshot
+
+    async def save(self, chat: str, snapshot: str | None, ttl: float | None) -> None:
+        if snapshot is None:
+            self._states.pop(chat, None)
+            return
+        self._states[chat] = (snapshot, None if ttl is None else time.time() + ttl)
+        self._states.move_to_end(chat)
+        if len(self._states) > self._state_capacity:
+            self._states.popitem(last=False)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (delivery_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, chat TEXT NOT NULL,
+                                  item TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS inbox_chat ON inbox (chat, seq);
+CREATE TABLE IF NOT EXISTS state (chat TEXT PRIMARY KEY, snapshot TEXT NOT NULL, expires REAL);
+"""
+
+
+class SQLiteStorage(Storage):
+    """A SQLite file (stdlib ``sqlite3``, on a thread of its own so the loop never waits on the
+    disk), written before the delivery is acknowledged: a restart, ``kill -9`` included, keeps
+    what was taken in, the inboxes and the conversations. One process at a time per file (the
+    chat locks are this process's); replicas share a :class:`RedisStorage`. Delivery ids are
+    kept ``dedupe_ttl`` seconds."""
+
+    def __init__(self, path: str, *, dedupe_ttl: float = DEDUPE_TTL) -> None:
+        self._path = path
+        self._dedupe_ttl = check.seconds("dedupe_ttl", dedupe_ttl)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wachat-sqlite")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._locks = _ChatLocks()
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an acknowledged delivery is on the disk
+            db.executescript(_SCHEMA)
+            self._local.db = db
+            self._connections.append(db)
+        return db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            db = self._connection()
+            try:
+                return work(db)
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite storage {self._path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def enqueue(self, chat: str, delivery_id: str, item: str) -> bool:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> bool:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM seen WHERE at < ?", (now - self._dedupe_ttl,))
+                added = db.execute(
+                    "INSERT OR IGNORE INTO seen (delivery_id, at) VALUES (?, ?)",
+                    (delivery_id, now),
+                ).rowcount
+                if added:
+                    db.execute("INSERT INTO inbox (chat, item) VALUES (?, ?)", (chat, item))
+                return bool(added)
+
+        return await self._run(work)
+
+    async def pop(self, chat: str) -> str | None:
+        def work(db: sqlite3.Connection) -> str | None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute(
+                    "SELECT seq, item FROM inbox WHERE chat = ? ORDER BY seq LIMIT 1", (chat,)
+                ).fetchone()
+                if row is None:
+                    return None
+                db.execute("DELETE FROM inbox WHERE seq = ?", (row[0],))
+                return str(row[1])
+
+        return await self._run(work)
+
+    async def pending_chats(self) -> list[str]:
+        def work(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT chat FROM inbox GROUP BY chat ORDER BY MIN(seq)")
+            return [str(r[0]) for r in rows]
+
+        return await self._run(work)
+
+    def lock(self, chat: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(chat)
+
+    async def load(self, chat: str) -> str | None:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT snapshot FROM state WHERE chat = ? AND (expires IS NULL OR expires > ?)",
+                (chat, now),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(work)
+
+    async def save(self, chat: str, snapshot: str | None, ttl: float | None) -> None:
+        expires = None if ttl is None else time.time() + ttl
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                if snapshot is None:
+                    db.execute("DELETE FROM state WHERE chat = ?", (chat,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO state (chat, snapshot, expires) VALUES (?, ?, ?)",
+                        (chat, snapshot, expires),
+                    )
+
+        await self._run(work)
+
+    async def close(self) -> None:
+        def close_all(_: sqlite3.Connection) -> None:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+            self._local.db = None
+
+        if self._connections:
+            await self._run(close_all)
+        self._thread.shutdown(wait=True)

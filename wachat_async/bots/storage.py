@@ -14,7 +14,6 @@ import abc
 import asyncio
 import contextlib
 import sqlite3
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
@@ -192,26 +191,27 @@ class SQLiteStorage(Storage):
         self._path = path
         self._dedupe_ttl = check.seconds("dedupe_ttl", dedupe_ttl)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wachat-sqlite")
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: Opened, and only ever used, on the storage's one thread.
+        self._db: sqlite3.Connection | None = None
         self._locks = _ChatLocks()
 
     def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
+        if self._db is None:
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # an acknowledged delivery is on the disk
-            db.executescript(_SCHEMA)
-            self._local.db = db
-            self._connections.append(db)
-        return db
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")  # an acknowledged delivery is on the disk
+                db.executescript(_SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
+            self._db = db
+        return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
-            db = self._connection()
             try:
-                return work(db)
+                return work(self._connection())
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite storage {self._path}: {exc}") from exc
 
@@ -286,12 +286,10 @@ class SQLiteStorage(Storage):
         await self._run(work)
 
     async def close(self) -> None:
-        def close_all(_: sqlite3.Connection) -> None:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-            self._local.db = None
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
-        if self._connections:
-            await self._run(close_all)
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=True)

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
@@ -33,11 +33,15 @@ from .storage import MemoryStorage, Storage, StorageError
 
 if TYPE_CHECKING:
     from ..client import AsyncWachat
+    from ..sync import Wachat
     from ..webhooks.receiver import WebhookReceiver
+    from .adapters import SyncReceiver
 
 __all__ = ["Bot"]
 
 logger = logging.getLogger("wachat_async.bots")
+
+T = TypeVar("T")
 
 #: How often a ``wait_for`` looks at the storage for an answer another replica took in.
 POLL_INTERVAL = 0.2
@@ -48,6 +52,14 @@ def chat_key(event: MessageReceived) -> str | None:
     if event.instance is None or event.remote_jid is None:
         return None
     return f"{event.instance}|{event.remote_jid}"
+
+
+class _Portal(Protocol):
+    """Wachat's loop thread, as the sync adapters use it."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
 
 class _Arrivals:
@@ -81,12 +93,14 @@ class _Arrivals:
 class Bot:
     """``router`` answering the messages ``client``'s instances receive. ``states``: the
     conversation states handlers may use (filters naming others are refused here);
-    ``state_timeout``: seconds after which an idle conversation starts over (None: never)."""
+    ``state_timeout``: seconds after which an idle conversation starts over (None: never).
+    With a :class:`~wachat_async.Wachat` client the bot runs on Wachat's loop thread, for
+    the sync adapters (:meth:`sync_receiver`)."""
 
     def __init__(
         self,
         router: Router,
-        client: AsyncWachat,
+        client: AsyncWachat | Wachat,
         *,
         storage: Storage | None = None,
         states: Collection[str] = (),
@@ -96,8 +110,16 @@ class Bot:
             raise InvalidRequestError(f"router must be a Router, got {router!r}")
         self._states = frozenset(check.text("states", s) for s in states)
         router.check(self._states)
+        from ..client import AsyncWachat
+        from ..sync import Wachat
+
         self.router = router
-        self.client = client
+        self._portal: _Portal | None = None
+        if isinstance(client, Wachat):
+            client, self._portal = client._bridge_target()
+        elif not isinstance(client, AsyncWachat):
+            raise InvalidRequestError(f"client must be an AsyncWachat or a Wachat, got {client!r}")
+        self.client: AsyncWachat = client
         self.storage: Storage = MemoryStorage() if storage is None else storage
         self._state_timeout = (
             None if state_timeout is None else check.seconds("state_timeout", state_timeout)
@@ -116,6 +138,18 @@ class Bot:
         from ..webhooks.receiver import WebhookReceiver
 
         return WebhookReceiver(secret, self.handle, admit=self.admit, **options)
+
+    def sync_receiver(
+        self, secret: str | bytes | Sequence[str | bytes], **options: Any
+    ) -> SyncReceiver:
+        """For Flask and Django (:mod:`wachat_async.bots.adapters`), with a bot built on a
+        ``Wachat``: started on Wachat's loop thread, where its handlers run."""
+        from .adapters import SyncReceiver
+
+        if self._portal is None:
+            raise InvalidRequestError("sync_receiver needs a bot built on a Wachat client")
+        self._portal.run(self.start())
+        return SyncReceiver(self.receiver(secret, **options), self._portal.loop, self._portal.run)
 
     async def start(self) -> None:
         """Handle what the storage's inboxes still hold (a crash, a replica gone)."""

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -108,35 +109,45 @@ class WebhookReceiver:
         return f"WebhookReceiver(handler={self._handler!r}, secret='***')"
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        """The aiohttp handler: answers, then handles the event in the background."""
+        status, answer, event = await self.accept(request.headers, await request.read())
+        if event is not None:
+            self.spawn(event)
+        return web.json_response(answer, status=status)
+
+    async def accept(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any], WebhookEvent | None]:
+        """A delivery checked, for any web framework: the status and JSON body to answer, and
+        the event to hand to :meth:`spawn` once answered (None: nothing to handle)."""
         try:
             digest = verify_signature(
                 self._secret,
-                request.headers.get(TIMESTAMP_HEADER),
+                headers.get(TIMESTAMP_HEADER),
                 body,
-                request.headers.get(SIGNATURE_HEADER),
+                headers.get(SIGNATURE_HEADER),
                 tolerance=self._tolerance,
             )
         except WebhookSignatureError as exc:
             logger.warning("rejected webhook delivery: %s", exc)
-            return web.json_response({"success": False, "error": str(exc)}, status=401)
+            return 401, {"success": False, "error": str(exc)}, None
         try:
-            event = parse_event(request.headers, body)
+            event = parse_event(headers, body)
         except WebhookPayloadError as exc:
-            return web.json_response({"success": False, "error": str(exc)}, status=400)
+            return 400, {"success": False, "error": str(exc)}, None
         if not self._seen.first_time(digest, time.time()):
             logger.info("webhook delivery replayed (same signature); acknowledged, not handled")
-            return web.json_response({"success": True, "duplicate": True})
+            return 200, {"success": True, "duplicate": True}, None
         if self._admit is not None:
             try:
                 admitted = await self._admit(event)
             except WachatError as exc:
                 self._seen.forget(digest)  # not handled: a redelivery must be let in
                 logger.error("webhook delivery not accepted: %s", exc)
-                return web.json_response({"success": False, "error": str(exc)}, status=503)
+                return 503, {"success": False, "error": str(exc)}, None
             if not admitted:
-                return web.json_response({"success": True, "duplicate": True})
-        claimed = request.headers.get(EVENT_HEADER)
+                return 200, {"success": True, "duplicate": True}, None
+        claimed = headers.get(EVENT_HEADER)
         if claimed and claimed.strip().lower() != event.event.value.lower():
             logger.warning(
                 "webhook header %s=%r disagrees with the signed body's event %r; using the body",
@@ -144,10 +155,13 @@ class WebhookReceiver:
                 claimed,
                 event.event.value,
             )
+        return 200, {"success": True}, event
+
+    def spawn(self, event: WebhookEvent) -> None:
+        """Run the handler on ``event`` in a task of its own (call it on the running loop)."""
         task = asyncio.get_running_loop().create_task(self._run(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return web.json_response({"success": True})
 
     async def _run(self, event: WebhookEvent) -> None:
         try:

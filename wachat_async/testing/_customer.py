@@ -8,6 +8,9 @@
     assert "track" in reply.options
     await customer.choose("track")              # picks that row (or button)
 
+``async with customer.serving(bot):`` serves an async :class:`~wachat_async.bots.Bot` and
+points a webhook of this instance at it, for the block.
+
 A failed expectation raises AssertionError showing the conversation so far. It speaks only
 HTTP to the sandbox's control API, so the bot may run anywhere: in the test's loop, on a thread
 (a sync adapter), or in another process.
@@ -16,10 +19,16 @@ HTTP to the sandbox's control API, so the bot may run anywhere: in the test's lo
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
+
+if TYPE_CHECKING:
+    from ..bots import Bot
 
 __all__ = ["Customer", "Reply"]
 
@@ -95,6 +104,31 @@ class Customer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    @contextlib.asynccontextmanager
+    async def serving(self, bot: Bot) -> AsyncIterator[str]:
+        """Serve ``bot`` on a free loopback port with a webhook of its own on this customer's
+        instance (registered through the bot's client), for the block; yields its URL. The
+        handlers under way finish before it stops."""
+        from aiohttp import web
+
+        secret = secrets.token_urlsafe(32)
+        receiver = bot.receiver(secret)
+        runner = web.AppRunner(receiver.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/bot"
+        hook = await bot.client.webhooks.upsert(
+            url, instance_name=self.instance, secret=secret, events=["messages.upsert"]
+        )
+        try:
+            await bot.start()
+            yield url
+        finally:
+            await bot.client.webhooks.upsert(url, id=hook.id, enabled=False)
+            await runner.cleanup()  # drains the receiver's handlers
 
     def conversation(self) -> str:
         """The conversation so far, one line per message."""

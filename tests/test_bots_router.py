@@ -484,3 +484,31 @@ async def test_a_delivery_is_handled_once_by_message_id(wa: AsyncWachat) -> None
     event = upsert({"conversation": "once"})
     await asyncio.gather(*(bot.feed(event) for bot in replicas))
     assert handled == ["once"]
+
+
+async def test_text_handlers_looked_up_still_match_first_in_registration_order(
+    wa: AsyncWachat,
+) -> None:
+    calls: list[str] = []
+    router = Router()
+
+    def record(name: str) -> Any:
+        async def handler(message: Message) -> None:
+            calls.append(name)
+
+        return handler
+
+    router.message(F.text("hi"))(record("a"))
+    router.message(F.text("hi", "yo"))(record("b"))  # "hi" is a's already
+    router.message(F.regex("^yo|^x$"))(record("regex"))  # breaks the run of text handlers
+    router.message(F.text("x", "yo"))(record("c"))  # after the regex: "x" is the regex's
+    router.message(F.text("z") & F.private)(record("d"))  # combined: tested, not looked up
+    router.message(F.from_me & F.text("hi"))(record("mine"))
+
+    def text(value: str, **key: Any) -> MessageReceived:
+        return upsert({"conversation": value}, **key)
+
+    for value in ["hi", " yo ", "x", "z", "none"]:
+        await dispatched(router, text(value), wa)
+    await dispatched(router, text("hi", fromMe=True), wa)
+    assert calls == ["a", "b", "regex", "d", "mine"]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Collection, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -125,6 +126,7 @@ class Bot:
             None if state_timeout is None else check.seconds("state_timeout", state_timeout)
         )
         self._arrivals = _Arrivals()
+        self._parsed = _Parsed()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -174,15 +176,21 @@ class Bot:
         if chat is None or event.message_id is None:
             logger.warning("a message without instance, chat or id cannot be handled: skipped")
             return False
-        item = json.dumps(
-            {"payload": event.raw, "webhook_id": event.webhook_id, "timestamp": event.timestamp}
+        delivery_id = f"{event.instance}|{event.message_id}".replace("\n", " ")
+        item = (
+            delivery_id
+            + "\n"
+            + json.dumps(
+                {"payload": event.raw, "webhook_id": event.webhook_id, "timestamp": event.timestamp}
+            )
         )
         try:
-            added = await self.storage.enqueue(chat, f"{event.instance}|{event.message_id}", item)
+            added = await self.storage.enqueue(chat, delivery_id, item)
         except StorageError as exc:
             logger.error("bot storage failed; delivery not taken in: %s", exc)
             raise
         if added:
+            self._parsed.put(delivery_id, event)
             self._arrivals.notify(chat)
         return True
 
@@ -202,7 +210,7 @@ class Bot:
         try:
             async with self.storage.lock(chat):
                 while (item := await self.storage.pop(chat)) is not None:
-                    await self._process(chat, _event(item))
+                    await self._process(chat, self._parsed.event(item))
         except StorageError as exc:
             logger.error("bot storage failed; the chat's messages wait in its inbox: %s", exc)
 
@@ -219,7 +227,7 @@ class Bot:
 
     async def _route(self, message: Message) -> None:
         try:
-            if not await self.router.dispatch(message):
+            if not await self.router._dispatch_within(message, ()):
                 logger.debug("no handler for %r", message)
         except StorageError:
             raise
@@ -246,7 +254,7 @@ class Bot:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(arrived.wait(), min(remaining, POLL_INTERVAL))
                     continue
-                message = Message(_event(item), self.client, conversation)
+                message = Message(self._parsed.event(item), self.client, conversation)
                 if (not message.event.from_me or filter.wants_from_me) and filter(message):
                     return message
                 await self._route(message)
@@ -254,8 +262,29 @@ class Bot:
             self._arrivals.release(chat)
 
 
+class _Parsed:
+    """Events this process took in, by delivery id, until it hands them out: handling one it
+    parsed itself skips parsing it again. Bounded (another replica may hand out an item this
+    one took in): beyond ``capacity`` the oldest are dropped and parsed again if needed."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._events: OrderedDict[str, MessageReceived] = OrderedDict()
+
+    def put(self, delivery_id: str, event: MessageReceived) -> None:
+        self._events[delivery_id] = event
+        if len(self._events) > self._capacity:
+            self._events.popitem(last=False)
+
+    def event(self, item: str) -> MessageReceived:
+        """The event an inbox item (``"<delivery id>\n<JSON>"``) holds."""
+        delivery_id, _, saved = item.partition("\n")
+        event = self._events.pop(delivery_id, None)
+        return _event(saved) if event is None else event
+
+
 def _event(item: str) -> MessageReceived:
-    """The event an inbox item holds (as parsed when it arrived)."""
+    """The event saved in an inbox item (as parsed when it arrived)."""
     saved = json.loads(item)
     headers = {WEBHOOK_ID_HEADER: saved["webhook_id"]} if saved.get("webhook_id") else {}
     event = parse_event(headers, json.dumps(saved["payload"]))

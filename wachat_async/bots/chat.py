@@ -40,7 +40,17 @@ class Message:
     sent from the instance it arrived on to the chat it came from (``delay``: the typing delay
     in milliseconds, as in ``wa.messages``)."""
 
-    __slots__ = ("client", "conversation", "event")
+    __slots__ = (
+        "_folded",
+        "client",
+        "conversation",
+        "event",
+        "instance",
+        "kind",
+        "sender",
+        "stripped",
+        "text",
+    )
 
     def __init__(
         self, event: MessageReceived, client: AsyncWachat, conversation: Conversation
@@ -48,6 +58,17 @@ class Message:
         self.event = event
         self.client = client
         self.conversation = conversation
+        # Read once here: fifty filters read them again for every message.
+        #: The text, a caption, or the title of the chosen row or button.
+        self.text = text = event.text
+        #: :attr:`text` without surrounding spaces (what text filters compare).
+        self.stripped = None if text is None else text.strip()
+        #: The sender's number (digits).
+        self.sender = event.sender_number
+        #: The API name of the instance it arrived on.
+        self.instance = event.instance
+        self.kind: MessageKind = event.kind
+        self._folded: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -56,23 +77,11 @@ class Message:
         )
 
     @property
-    def text(self) -> str | None:
-        """The text, a caption, or the title of the chosen row or button."""
-        return self.event.text
-
-    @property
-    def sender(self) -> str | None:
-        """The sender's number (digits)."""
-        return self.event.sender_number
-
-    @property
-    def instance(self) -> str | None:
-        """The API name of the instance it arrived on."""
-        return self.event.instance
-
-    @property
-    def kind(self) -> MessageKind:
-        return self.event.kind
+    def folded(self) -> str | None:
+        """:attr:`stripped`, case-folded (what case-insensitive filters compare)."""
+        if self._folded is None and self.stripped is not None:
+            self._folded = self.stripped.casefold()
+        return self._folded
 
     @property
     def selected_id(self) -> str | None:

@@ -42,6 +42,10 @@ class Message(Protocol):
     @property
     def text(self) -> str | None: ...
     @property
+    def stripped(self) -> str | None: ...
+    @property
+    def folded(self) -> str | None: ...
+    @property
     def sender(self) -> str | None: ...
     @property
     def instance(self) -> str | None: ...
@@ -59,7 +63,7 @@ class Filter:
     ``states`` are the state names it mentions (checked against the bot's when it is built), and
     ``wants_from_me`` says it asks about the bot's own messages (excluded unless it does)."""
 
-    __slots__ = ("_test", "description", "states", "wants_from_me")
+    __slots__ = ("description", "exact_texts", "states", "test", "wants_from_me")
 
     def __init__(
         self,
@@ -68,28 +72,31 @@ class Filter:
         *,
         states: frozenset[str] = frozenset(),
         wants_from_me: bool = False,
+        exact_texts: frozenset[str] | None = None,
     ) -> None:
-        self._test = test
+        self.test = test
         self.description = description
         self.states = states
         self.wants_from_me = wants_from_me
+        #: For ``F.text(...)`` alone: the texts it accepts (the router looks them up).
+        self.exact_texts = exact_texts
 
     def __call__(self, message: Message) -> bool:
-        return self._test(message)
+        return self.test(message)
 
     def __repr__(self) -> str:
         return f"Filter({self.description})"
 
     def __and__(self, other: Filter) -> Filter:
-        first, second = self._test, _filter(other)._test
+        first, second = self.test, _filter(other).test
         return self._joined(other, "&", lambda m: first(m) and second(m))
 
     def __or__(self, other: Filter) -> Filter:
-        first, second = self._test, _filter(other)._test
+        first, second = self.test, _filter(other).test
         return self._joined(other, "|", lambda m: first(m) or second(m))
 
     def __invert__(self) -> Filter:
-        test = self._test
+        test = self.test
         return Filter(
             lambda m: not test(m),
             f"~{self.description}",
@@ -130,13 +137,11 @@ class _Filters:
         if ignore_case:
             folded = frozenset(v.strip().casefold() for v in items)
             return Filter(
-                lambda m: m.text is not None and m.text.strip().casefold() in folded,
+                lambda m: m.folded in folded,
                 f"text(ignore_case) in {sorted(folded)}",
             )
         exact = frozenset(v.strip() for v in items)
-        return Filter(
-            lambda m: m.text is not None and m.text.strip() in exact, f"text in {sorted(exact)}"
-        )
+        return Filter(lambda m: m.stripped in exact, f"text in {sorted(exact)}", exact_texts=exact)
 
     def regex(self, pattern: str | re.Pattern[str], flags: int = 0) -> Filter:
         """``re.search`` finds ``pattern`` in the text (refused now if it does not compile)."""

@@ -123,19 +123,25 @@ def _arguments(kinds: tuple[str, ...], message: Message, error: BaseException | 
     return [values[k] for k in kinds]
 
 
+def _always(message: Message) -> bool:
+    return True
+
+
 class _Handler:
-    __slots__ = ("callback", "filter", "kinds", "wants_from_me")
+    __slots__ = ("callback", "filter", "kinds", "test", "wants_from_me")
 
     def __init__(self, callback: Callable[..., Awaitable[None]], filter: Filter | None) -> None:
         self.callback = callback
         self.filter = filter
         self.kinds = _injection(callback, what="handler")
+        #: The filter's test itself (dispatch calls it for every message: no indirection).
+        self.test = _always if filter is None else filter.test
         self.wants_from_me = filter is not None and filter.wants_from_me
 
-    def matches(self, message: Message) -> bool:
-        if message.event.from_me and not self.wants_from_me:
-            return False
-        return self.filter is None or self.filter(message)
+
+#: Kinds of dispatch steps: (kind, test, wants_from_me, target).
+_HANDLER, _ROUTER, _LOOKUP = 0, 1, 2
+_Step = tuple[int, Callable[[Message], bool], bool, Any]
 
 
 class Router:
@@ -144,6 +150,11 @@ class Router:
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self._entries: list[_Handler | Router] = []
+        #: ``_entries`` as dispatch reads them, flat tuples: a handler (its test, whether it
+        #: wants ``from_me``), a sub-router, and for a run of consecutive ``F.text(...)``
+        #: handlers one ``{text: handler}`` lookup holding the first registered for each text
+        #: (so the first match still wins, in one step instead of one per handler).
+        self._plan: list[_Step] = []
         self._outer: list[Middleware] = []
         self._inner: list[Middleware] = []
         self._fallback: _Handler | None = None
@@ -166,7 +177,17 @@ class Router:
             combined = f if combined is None else combined & f
 
         def register(fn: H) -> H:
-            self._entries.append(_Handler(fn, combined))
+            handler = _Handler(fn, combined)
+            self._entries.append(handler)
+            texts = combined.exact_texts if combined is not None else None
+            if texts is None:
+                self._plan.append((_HANDLER, handler.test, handler.wants_from_me, handler))
+                return fn
+            if not self._plan or self._plan[-1][0] != _LOOKUP:
+                self._plan.append((_LOOKUP, _always, False, {}))
+            lookup: dict[str, _Handler] = self._plan[-1][3]
+            for text in texts:
+                lookup.setdefault(text, handler)
             return fn
 
         return register
@@ -215,6 +236,7 @@ class Router:
             raise InvalidRequestError(f"{router!r} is included in another router already")
         router._parent = self
         self._entries.append(router)
+        self._plan.append((_ROUTER, _always, False, router))
         return router
 
     # -- build-time checks ---------------------------------------------------------------------
@@ -247,13 +269,18 @@ class Router:
 
     async def _route(self, message: Message, inner: tuple[Middleware, ...]) -> bool:
         inner = inner + tuple(self._inner) if self._inner else inner
+        from_me = message.event.from_me
         try:
-            for entry in self._entries:
-                if isinstance(entry, Router):
-                    if await entry._dispatch_within(message, inner):
+            for kind, test, wants_from_me, target in self._plan:
+                if kind == _HANDLER:
+                    if (not from_me or wants_from_me) and test(message):
+                        await self._run(target, message, inner)
                         return True
-                elif entry.matches(message):
-                    await self._run(entry, message, inner)
+                elif kind == _LOOKUP:
+                    if not from_me and (found := target.get(message.stripped)) is not None:
+                        await self._run(found, message, inner)
+                        return True
+                elif await target._dispatch_within(message, inner):
                     return True
             if self._fallback is not None:
                 await self._run(self._fallback, message, inner)

@@ -16,9 +16,9 @@ import contextlib
 import sqlite3
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .. import _validate as check
 from ..errors import WachatError
@@ -73,24 +73,45 @@ class _ChatLocks:
     active right now, never every chat ever seen."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[str, list[Any]] = {}  # chat -> [lock, holders and waiters]
 
     def __len__(self) -> int:
         return len(self._locks)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, chat: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(chat) or (asyncio.Lock(), 0)
-        self._locks[chat] = (lock, users + 1)
+    def hold(self, chat: str) -> _Held:
+        return _Held(self._locks, chat)
+
+
+class _Held:
+    """``async with`` one chat's lock (a class, not a generator: it is on every delivery's
+    path)."""
+
+    __slots__ = ("_chat", "_entry", "_locks")
+
+    def __init__(self, locks: dict[str, list[Any]], chat: str) -> None:
+        self._locks = locks
+        self._chat = chat
+        entry = locks.get(chat)
+        if entry is None:
+            entry = locks[chat] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        self._entry = entry
+
+    async def __aenter__(self) -> None:
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[chat]
-            if users == 1:
-                del self._locks[chat]
-            else:
-                self._locks[chat] = (lock, users - 1)
+            await self._entry[0].acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._entry[1] -= 1
+        if not self._entry[1]:
+            del self._locks[self._chat]
 
 
 class MemoryStorage(Storage):

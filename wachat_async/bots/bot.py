@@ -9,7 +9,8 @@ a time, each through the router with the chat's conversation. Every process that
 delivery tries, so a replica that dies after taking a message in leaves it to the others (or to
 itself after a restart: :meth:`Bot.start` handles what the inbox still holds). A message whose
 handling had begun when the process died is not handled again: a reply may have gone out, and
-a duplicate answer cannot be taken back.
+a duplicate answer cannot be taken back. Events other than messages are acknowledged and not
+routed (a :class:`~wachat_async.webhooks.WebhookReceiver` of your own takes those).
 """
 
 from __future__ import annotations

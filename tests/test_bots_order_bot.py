@@ -9,13 +9,12 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KEY
-from tests.redis_server import redis_server
 from wachat_async import AsyncWachat
 from wachat_async.testing import Customer, FakeWachat
 
@@ -138,12 +137,6 @@ async def test_sqlite_survives_kill_9_between_the_question_and_the_answer(
         await customer.expect_no_more()
     hooks = [h for h in server.webhooks.values() if h.instance_name == instance]
     assert len(hooks) == 1  # the restart took its own webhook over
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 async def test_two_replicas_on_redis_one_killed_twenty_customers(

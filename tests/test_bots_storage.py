@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.redis_server import redis_server
 from wachat_async.bots import MemoryStorage, SQLiteStorage, Storage, StorageError
 from wachat_async.bots.redis_storage import RedisStorage
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -29,7 +23,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     elif request.param == "sqlite":
         made = SQLiteStorage(str(tmp_path / "bot.db"))
     else:
-        made = RedisStorage(request.getfixturevalue("redis_url"), prefix=f"t{id(tmp_path)}:")
+        made = RedisStorage(request.getfixturevalue("redis_url"), prefix=f"t{uuid.uuid4().hex}:")
     yield made
     await made.close()
 

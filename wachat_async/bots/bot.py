@@ -213,7 +213,9 @@ class Bot:
                 while (item := await self.storage.pop(chat)) is not None:
                     await self._process(chat, self._parsed.event(item))
         except StorageError as exc:
-            logger.error("bot storage failed; the chat's messages wait in its inbox: %s", exc)
+            logger.error(
+                "bot storage failed in chat %s; what it still holds waits there: %s", chat, exc
+            )
 
     async def _process(self, chat: str, event: MessageReceived) -> None:
         conversation = Conversation(

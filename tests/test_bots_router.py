@@ -23,6 +23,7 @@ from wachat_async.bots import (
     MemoryStorage,
     Message,
     Router,
+    SQLiteStorage,
     Storage,
     StorageError,
 )
@@ -512,3 +513,31 @@ async def test_text_handlers_looked_up_still_match_first_in_registration_order(
         await dispatched(router, text(value), wa)
     await dispatched(router, text("hi", fromMe=True), wa)
     assert calls == ["a", "b", "regex", "d", "mine"]
+
+
+async def test_a_message_a_dead_holder_left_is_run_again_only_if_it_had_not_begun_answering(
+    wa: AsyncWachat, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    handled: list[str] = []
+    router = Router()
+
+    @router.message()
+    async def record(message: Message) -> None:
+        handled.append(message.text or "")
+
+    path = str(tmp_path / "bot.db")
+    dead = Bot(router, wa, storage=SQLiteStorage(path))
+    for text, began_answering in [("quiet", False), ("answering", True)]:
+        event = upsert({"conversation": text}, remoteJid=f"{text}@s.whatsapp.net", id=text)
+        await dead.admit(event)  # taken in, then its process died while handling it:
+        chat = f"{event.instance}|{event.remote_jid}"
+        assert await dead.storage.claim(chat) is not None
+        if began_answering:
+            await dead.storage.sending(chat)
+    await dead.storage.close()
+
+    restarted = Bot(router, wa, storage=SQLiteStorage(path))
+    await restarted.start()
+    await restarted.close()
+    assert handled == ["quiet"]
+    assert "not handled again" in caplog.text

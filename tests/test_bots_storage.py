@@ -34,7 +34,16 @@ async def test_dedupe_inbox_order_and_state(storage: Storage) -> None:
     assert await storage.enqueue("chat", "m2", "two")
     assert await storage.enqueue("other", "m3", "three")
     assert sorted(await storage.pending_chats()) == ["chat", "other"]
-    assert [await storage.pop("chat") for _ in range(3)] == ["one", "two", None]
+    assert await storage.claim("chat") == "one"
+    assert await storage.unfinished("chat") == ("one", False)
+    await storage.sending("chat")
+    assert await storage.unfinished("chat") == ("one", True)
+    assert await storage.claim("chat") == "two"  # replaces what was in progress
+    assert await storage.unfinished("chat") == ("two", False)
+    assert await storage.claim("chat") is None
+    assert sorted(await storage.pending_chats()) == ["chat", "other"]  # "two" in progress
+    await storage.finish("chat")
+    assert await storage.unfinished("chat") is None
     assert await storage.pending_chats() == ["other"]
     await storage.save("chat", json.dumps({"state": "s"}), None)
     assert await storage.load("chat") == '{"state": "s"}'
@@ -96,9 +105,10 @@ async def test_memory_storage_is_bounded() -> None:
     storage = MemoryStorage(dedupe_capacity=3, state_capacity=2, inbox_capacity=2)
     for i in range(10):
         await storage.enqueue(f"c{i}", f"m{i}", "x")
-        await storage.pop(f"c{i}")
+        await storage.claim(f"c{i}")
+        await storage.finish(f"c{i}")
         await storage.save(f"c{i}", "{}", None)
-    assert storage.sizes() == {"seen": 3, "inboxes": 0, "states": 2, "locks": 0}
+    assert storage.sizes() == {"seen": 3, "inboxes": 0, "in_progress": 0, "states": 2, "locks": 0}
     await storage.enqueue("c", "a", "x")
     await storage.enqueue("c", "b", "x")
     with pytest.raises(StorageError, match="already wait"):
@@ -109,11 +119,15 @@ async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "bot.db")
     first = SQLiteStorage(path)
     await first.enqueue("chat", "m1", "one")
+    await first.enqueue("chat", "m2", "two")
+    assert await first.claim("chat") == "one"
+    await first.sending("chat")
     await first.save("chat", '{"state": "s"}', 3600)
-    await first.close()
+    await first.close()  # as if killed while answering "one"
     second = SQLiteStorage(path)
     assert not await second.enqueue("chat", "m1", "one")
     assert await second.pending_chats() == ["chat"]
-    assert await second.pop("chat") == "one"
+    assert await second.unfinished("chat") == ("one", True)
+    assert await second.claim("chat") == "two"
     assert await second.load("chat") == '{"state": "s"}'
     await second.close()

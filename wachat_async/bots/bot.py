@@ -7,10 +7,12 @@ storage that fails makes the receiver answer 503, so Wachat delivers it again. *
 (after the answer): holding the chat's lock, the inbox is handled oldest first, one message at
 a time, each through the router with the chat's conversation. Every process that received the
 delivery tries, so a replica that dies after taking a message in leaves it to the others (or to
-itself after a restart: :meth:`Bot.start` handles what the inbox still holds). A message whose
-handling had begun when the process died is not handled again: a reply may have gone out, and
-a duplicate answer cannot be taken back. Events other than messages are acknowledged and not
-routed (a :class:`~wachat_async.webhooks.WebhookReceiver` of your own takes those).
+itself after a restart: :meth:`Bot.start` handles what the inbox still holds). The message a
+process was handling when it died is handled again by the next holder of the chat unless it
+had begun sending a reply (recorded in the storage just before the first send): that reply may
+have gone out, and a duplicate answer cannot be taken back. Events other than messages are
+acknowledged and not routed (a :class:`~wachat_async.webhooks.WebhookReceiver` of your own
+takes those).
 """
 
 from __future__ import annotations
@@ -208,10 +210,24 @@ class Bot:
     # -- handling ------------------------------------------------------------------------------
 
     async def _drain(self, chat: str) -> None:
+        storage = self.storage
         try:
-            async with self.storage.lock(chat):
-                while (item := await self.storage.pop(chat)) is not None:
-                    await self._process(chat, self._parsed.event(item))
+            async with storage.lock(chat):
+                left = await storage.unfinished(chat)
+                if left is not None:  # its holder died handling it
+                    item, began_sending = left
+                    if began_sending:
+                        logger.warning(
+                            "a message in chat %s was being answered when its handler's process "
+                            "stopped; not handled again (the reply may have gone out)",
+                            chat,
+                        )
+                    else:
+                        await self._process(chat, self._parsed.event(item))
+                    await storage.finish(chat)
+                while (claimed := await storage.claim(chat)) is not None:
+                    await self._process(chat, self._parsed.event(claimed))
+                    await storage.finish(chat)
         except StorageError as exc:
             logger.error(
                 "bot storage failed in chat %s; what it still holds waits there: %s", chat, exc
@@ -249,7 +265,7 @@ class Bot:
         try:
             while True:
                 arrived.clear()
-                item = await self.storage.pop(chat)
+                item = await self.storage.claim(chat)
                 if item is None:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -257,6 +273,7 @@ class Bot:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(arrived.wait(), min(remaining, POLL_INTERVAL))
                     continue
+                conversation.began_sending = False  # a new item in progress
                 message = Message(self._parsed.event(item), self.client, conversation)
                 if (not message.event.from_me or filter.wants_from_me) and filter(message):
                     return message

@@ -178,6 +178,7 @@ class Message:
             raise InvalidRequestError(
                 "this message names no instance or sender number, so it cannot be replied to"
             )
+        await self.conversation._answering()
         return await self.client.messages.send(event.instance, event.sender_number, payload)
 
 
@@ -187,7 +188,16 @@ class Conversation:
     them; a state times out after the bot's ``state_timeout`` (or the ``timeout`` given to
     :meth:`set_state`), and the chat starts over."""
 
-    __slots__ = ("_data", "_states", "_storage", "_timeout", "_wait_for", "chat", "state")
+    __slots__ = (
+        "_data",
+        "_states",
+        "_storage",
+        "_timeout",
+        "_wait_for",
+        "began_sending",
+        "chat",
+        "state",
+    )
 
     def __init__(
         self,
@@ -207,6 +217,9 @@ class Conversation:
         loaded: dict[str, Any] = json.loads(snapshot) if snapshot else {}
         self.state: str | None = loaded.get("state")
         self._data: dict[str, Any] = loaded.get("data", {})
+        #: Whether the message being handled has begun sending a reply (recorded in the
+        #: storage, so after a crash it is not handled again: no duplicate answer).
+        self.began_sending = False
 
     def __repr__(self) -> str:
         return f"Conversation(chat={self.chat!r}, state={self.state!r})"
@@ -245,6 +258,12 @@ class Conversation:
         :class:`TimeoutError` after ``timeout`` seconds and leaves nothing behind."""
         seconds = check.seconds("timeout", timeout)
         return await self._wait_for(self, filter, seconds)
+
+    async def _answering(self) -> None:
+        """Record, before the first reply to the message being handled, that it is answering."""
+        if not self.began_sending:
+            await self._storage.sending(self.chat)
+            self.began_sending = True
 
     async def _save(self, timeout: float | None) -> None:
         ttl = timeout if timeout is not None else self._timeout

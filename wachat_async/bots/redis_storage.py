@@ -2,10 +2,11 @@
 every replica of a bot.
 
 Keys, under ``prefix``: ``seen:<delivery id>`` (expires after ``dedupe_ttl``),
-``inbox:<chat>`` (a list, oldest first), ``pending`` (the set of chats with an inbox),
+``inbox:<chat>`` (a list, oldest first), ``progress:<chat>`` and ``sending:<chat>`` (the item
+being handled, and whether it began sending), ``pending`` (the set of chats with either),
 ``lock:<chat>`` (a lease of ``lock_lease`` seconds, renewed while held, so a replica that dies
 holding a chat frees it within one lease) and ``state:<chat>`` (expires with the state).
-Taking a delivery in and handing an inbox item out are each one Lua script: atomic.
+Taking a delivery in, claiming an inbox item and finishing it are each one Lua script: atomic.
 """
 
 from __future__ import annotations
@@ -41,10 +42,18 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
 end
 return 0
 """
-_POP = """
+_CLAIM = """
 local item = redis.call('LPOP', KEYS[1])
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
+if item then
+  redis.call('SET', KEYS[2], item)
+  redis.call('DEL', KEYS[3])
+end
 return item
+"""
+_FINISH = """
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('LLEN', KEYS[3]) == 0 then redis.call('SREM', KEYS[4], ARGV[1]) end
+return 1
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -68,7 +77,7 @@ class RedisStorage(Storage):
         url: str = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = "wachat:bot:",
-        lock_lease: float = 10.0,
+        lock_lease: float = 5.0,
         dedupe_ttl: float = DEDUPE_TTL,
     ) -> None:
         self._redis: Any = aioredis.Redis.from_url(url, decode_responses=True)
@@ -79,7 +88,8 @@ class RedisStorage(Storage):
             raise InvalidRequestError("lock_lease must be at least 0.1 s")
         self._dedupe_ms = int(check.seconds("dedupe_ttl", dedupe_ttl) * 1000)
         self._enqueue = self._redis.register_script(_ENQUEUE)
-        self._pop = self._redis.register_script(_POP)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._finish = self._redis.register_script(_FINISH)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -100,10 +110,28 @@ class RedisStorage(Storage):
         added = await self._call(self._enqueue(keys=keys, args=[self._dedupe_ms, item, chat]))
         return bool(added)
 
-    async def pop(self, chat: str) -> str | None:
-        keys = [self._key("inbox", chat), self._key("pending")]
-        item = await self._call(self._pop(keys=keys, args=[chat]))
+    async def claim(self, chat: str) -> str | None:
+        keys = [self._key("inbox", chat), self._key("progress", chat), self._key("sending", chat)]
+        item = await self._call(self._claim(keys=keys))
         return None if item is None else str(item)
+
+    async def sending(self, chat: str) -> None:
+        await self._call(self._redis.set(self._key("sending", chat), "1"))
+
+    async def finish(self, chat: str) -> None:
+        keys = [
+            self._key("progress", chat),
+            self._key("sending", chat),
+            self._key("inbox", chat),
+            self._key("pending"),
+        ]
+        await self._call(self._finish(keys=keys, args=[chat]))
+
+    async def unfinished(self, chat: str) -> tuple[str, bool] | None:
+        item, sending = await self._call(
+            self._redis.mget(self._key("progress", chat), self._key("sending", chat))
+        )
+        return None if item is None else (str(item), sending is not None)
 
     async def pending_chats(self) -> list[str]:
         chats = await self._call(self._redis.smembers(self._key("pending")))

@@ -45,12 +45,25 @@ class Storage(abc.ABC):
         this process or another replica): True when appended. Atomic."""
 
     @abc.abstractmethod
-    async def pop(self, chat: str) -> str | None:
-        """Take the oldest item of the chat's inbox (call it holding the chat's lock)."""
+    async def claim(self, chat: str) -> str | None:
+        """Move the oldest item of the chat's inbox to its in-progress slot (replacing what was
+        there) and return it; None when the inbox is empty. Call it holding the chat's lock."""
+
+    @abc.abstractmethod
+    async def sending(self, chat: str) -> None:
+        """The item in progress is about to send a reply: after a crash it is not run again."""
+
+    @abc.abstractmethod
+    async def finish(self, chat: str) -> None:
+        """The item in progress is handled: empty the slot."""
+
+    @abc.abstractmethod
+    async def unfinished(self, chat: str) -> tuple[str, bool] | None:
+        """What a holder that died left in progress, and whether it had begun sending."""
 
     @abc.abstractmethod
     async def pending_chats(self) -> list[str]:
-        """Chats whose inbox holds items (left by a crash or a replica that died)."""
+        """Chats with an inbox or an item in progress (left by a crash or a dead replica)."""
 
     @abc.abstractmethod
     def lock(self, chat: str) -> contextlib.AbstractAsyncContextManager[None]:
@@ -132,6 +145,8 @@ class MemoryStorage(Storage):
         self._inbox_capacity = check.positive_int("inbox_capacity", inbox_capacity)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._inboxes: dict[str, deque[str]] = {}
+        #: The item each chat is handling now, and whether it began sending (while handled).
+        self._in_progress: dict[str, list[Any]] = {}
         self._states: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
         self._locks = _ChatLocks()
 
@@ -140,6 +155,7 @@ class MemoryStorage(Storage):
         return {
             "seen": len(self._seen),
             "inboxes": len(self._inboxes),
+            "in_progress": len(self._in_progress),
             "states": len(self._states),
             "locks": len(self._locks),
         }
@@ -156,17 +172,29 @@ class MemoryStorage(Storage):
         inbox.append(item)
         return True
 
-    async def pop(self, chat: str) -> str | None:
+    async def claim(self, chat: str) -> str | None:
         inbox = self._inboxes.get(chat)
         if not inbox:
             return None
         item = inbox.popleft()
         if not inbox:
             del self._inboxes[chat]
+        self._in_progress[chat] = [item, False]
         return item
 
+    async def sending(self, chat: str) -> None:
+        if chat in self._in_progress:
+            self._in_progress[chat][1] = True
+
+    async def finish(self, chat: str) -> None:
+        self._in_progress.pop(chat, None)
+
+    async def unfinished(self, chat: str) -> tuple[str, bool] | None:
+        entry = self._in_progress.get(chat)
+        return None if entry is None else (entry[0], entry[1])
+
     async def pending_chats(self) -> list[str]:
-        return list(self._inboxes)
+        return list(dict.fromkeys([*self._in_progress, *self._inboxes]))
 
     def lock(self, chat: str) -> contextlib.AbstractAsyncContextManager[None]:
         return self._locks.hold(chat)
@@ -198,6 +226,8 @@ CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, chat TE
                                   item TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS inbox_chat ON inbox (chat, seq);
 CREATE TABLE IF NOT EXISTS state (chat TEXT PRIMARY KEY, snapshot TEXT NOT NULL, expires REAL);
+CREATE TABLE IF NOT EXISTS in_progress (chat TEXT PRIMARY KEY, item TEXT NOT NULL,
+                                        sending INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -255,7 +285,7 @@ class SQLiteStorage(Storage):
 
         return await self._run(work)
 
-    async def pop(self, chat: str) -> str | None:
+    async def claim(self, chat: str) -> str | None:
         def work(db: sqlite3.Connection) -> str | None:
             with db:
                 db.execute("BEGIN IMMEDIATE")
@@ -265,14 +295,41 @@ class SQLiteStorage(Storage):
                 if row is None:
                     return None
                 db.execute("DELETE FROM inbox WHERE seq = ?", (row[0],))
+                db.execute(
+                    "INSERT OR REPLACE INTO in_progress (chat, item, sending) VALUES (?, ?, 0)",
+                    (chat, row[1]),
+                )
                 return str(row[1])
+
+        return await self._run(work)
+
+    async def sending(self, chat: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE in_progress SET sending = 1 WHERE chat = ?", (chat,))
+
+        await self._run(work)
+
+    async def finish(self, chat: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM in_progress WHERE chat = ?", (chat,))
+
+        await self._run(work)
+
+    async def unfinished(self, chat: str) -> tuple[str, bool] | None:
+        def work(db: sqlite3.Connection) -> tuple[str, bool] | None:
+            row = db.execute(
+                "SELECT item, sending FROM in_progress WHERE chat = ?", (chat,)
+            ).fetchone()
+            return None if row is None else (str(row[0]), bool(row[1]))
 
         return await self._run(work)
 
     async def pending_chats(self) -> list[str]:
         def work(db: sqlite3.Connection) -> list[str]:
-            rows = db.execute("SELECT chat FROM inbox GROUP BY chat ORDER BY MIN(seq)")
-            return [str(r[0]) for r in rows]
+            rows = db.execute(
+                "SELECT chat FROM in_progress UNION SELECT chat FROM inbox"
+            ).fetchall()
+            return sorted(str(r[0]) for r in rows)
 
         return await self._run(work)
 

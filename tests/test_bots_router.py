@@ -483,7 +483,8 @@ async def test_a_delivery_is_handled_once_by_message_id(wa: AsyncWachat) -> None
     storage: Storage = MemoryStorage()
     replicas = [Bot(router, wa, storage=storage) for _ in range(2)]
     event = upsert({"conversation": "once"})
-    await asyncio.gather(*(bot.feed(event) for bot in replicas))
+    body = json.dumps(event.raw).encode()
+    await asyncio.gather(*(bot.feed(event, body) for bot in replicas))
     assert handled == ["once"]
 
 
@@ -529,7 +530,8 @@ async def test_a_message_a_dead_holder_left_is_run_again_only_if_it_had_not_begu
     dead = Bot(router, wa, storage=SQLiteStorage(path))
     for text, began_answering in [("quiet", False), ("answering", True)]:
         event = upsert({"conversation": text}, remoteJid=f"{text}@s.whatsapp.net", id=text)
-        await dead.admit(event)  # taken in, then its process died while handling it:
+        # Taken in, then its process died while handling it:
+        await dead.admit(event, json.dumps(event.raw).encode())
         chat = f"{event.instance}|{event.remote_jid}"
         assert await dead.storage.claim(chat) is not None
         if began_answering:

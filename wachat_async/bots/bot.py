@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Collection, Coroutine, Sequence
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from .. import _validate as check
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, WebhookPayloadError
 from ..webhooks.events import WEBHOOK_ID_HEADER, MessageReceived, WebhookEvent, parse_event
 from .chat import Conversation, Message
 from .filters import Filter
@@ -171,8 +170,9 @@ class Bot:
 
     # -- the two steps -------------------------------------------------------------------------
 
-    async def admit(self, event: WebhookEvent) -> bool:
-        """Take a delivery in (the receiver's ``admit``): StorageError when the storage fails."""
+    async def admit(self, event: WebhookEvent, body: bytes) -> bool:
+        """Take a delivery (the event and the raw body it was parsed from) in: the receiver's
+        ``admit``. StorageError when the storage fails."""
         if not isinstance(event, MessageReceived):
             return True
         chat = chat_key(event)
@@ -180,13 +180,10 @@ class Bot:
             logger.warning("a message without instance, chat or id cannot be handled: skipped")
             return False
         delivery_id = f"{event.instance}|{event.message_id}".replace("\n", " ")
-        item = (
-            delivery_id
-            + "\n"
-            + json.dumps(
-                {"payload": event.raw, "webhook_id": event.webhook_id, "timestamp": event.timestamp}
-            )
-        )
+        # The body as received (latin-1: any bytes, back exactly), parsed again only by a
+        # process that did not parse it itself.
+        stamp = "" if event.timestamp is None else repr(event.timestamp)
+        item = f"{delivery_id}\n{event.webhook_id or ''}\n{stamp}\n{body.decode('latin-1')}"
         try:
             added = await self.storage.enqueue(chat, delivery_id, item)
         except StorageError as exc:
@@ -202,9 +199,9 @@ class Bot:
         if isinstance(event, MessageReceived) and (chat := chat_key(event)) is not None:
             await self._drain(chat)
 
-    async def feed(self, event: WebhookEvent) -> None:
-        """Take in and handle a verified event (for adapters, and tests)."""
-        if await self.admit(event):
+    async def feed(self, event: WebhookEvent, body: bytes) -> None:
+        """Take in and handle a verified event and its body (for adapters, and tests)."""
+        if await self.admit(event, body):
             await self.handle(event)
 
     # -- handling ------------------------------------------------------------------------------
@@ -297,17 +294,22 @@ class _Parsed:
             self._events.popitem(last=False)
 
     def event(self, item: str) -> MessageReceived:
-        """The event an inbox item (``"<delivery id>\n<JSON>"``) holds."""
+        """The event an inbox item (``delivery id, webhook id, timestamp, body``, one a line)
+        holds."""
         delivery_id, _, saved = item.partition("\n")
         event = self._events.pop(delivery_id, None)
         return _event(saved) if event is None else event
 
 
-def _event(item: str) -> MessageReceived:
+def _event(saved: str) -> MessageReceived:
     """The event saved in an inbox item (as parsed when it arrived)."""
-    saved = json.loads(item)
-    headers = {WEBHOOK_ID_HEADER: saved["webhook_id"]} if saved.get("webhook_id") else {}
-    event = parse_event(headers, json.dumps(saved["payload"]))
+    webhook_id, stamp, body = saved.split("\n", 2)
+    try:
+        event = parse_event(
+            {WEBHOOK_ID_HEADER: webhook_id} if webhook_id else {}, body.encode("latin-1")
+        )
+    except WebhookPayloadError as exc:
+        raise StorageError(f"an inbox item is unreadable: {exc}") from None
     if not isinstance(event, MessageReceived):  # only message events are taken in
         raise StorageError("an inbox item is not a message: the storage holds foreign data")
-    return attrs.evolve(event, timestamp=saved.get("timestamp"))
+    return attrs.evolve(event, timestamp=float(stamp) if stamp else None)

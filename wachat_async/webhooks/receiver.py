@@ -27,10 +27,11 @@ logger = logging.getLogger("wachat_async")
 __all__ = ["Admit", "EventHandler", "WebhookReceiver"]
 
 EventHandler = Callable[[WebhookEvent], Awaitable[None]]
-#: Decides, before the answer, whether a verified event is handled: True to handle it, False
-#: to acknowledge it as a duplicate; a :class:`~wachat_async.errors.WachatError` (a storage
-#: that is down) answers 503, so Wachat may deliver it again.
-Admit = Callable[[WebhookEvent], Awaitable[bool]]
+#: Decides, before the answer, whether a verified event (and its raw body) is handled: True to
+#: handle it, False to acknowledge it as a duplicate; a
+#: :class:`~wachat_async.errors.WachatError` (a storage that is down) answers 503, so Wachat
+#: may deliver it again.
+Admit = Callable[[WebhookEvent, bytes], Awaitable[bool]]
 
 
 class _SeenDeliveries:
@@ -140,7 +141,7 @@ class WebhookReceiver:
             return 200, {"success": True, "duplicate": True}, None
         if self._admit is not None:
             try:
-                admitted = await self._admit(event)
+                admitted = await self._admit(event, body)
             except WachatError as exc:
                 self._seen.forget(digest)  # not handled: a redelivery must be let in
                 logger.error("webhook delivery not accepted: %s", exc)

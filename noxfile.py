@@ -27,6 +27,14 @@ TEST_DEPS = [
     # Drives the system chromium (Debian's package, installed by .ci/run) in the dev phone
     # tests; never `playwright install`: no browser is downloaded.
     "playwright",
+    # The bots: RedisStorage (against a real redis-server) and the framework adapters, each
+    # tested under its real server.
+    "redis>=5",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "flask",
+    "django",
 ]
 
 # What users would pick instead, measured against the client.

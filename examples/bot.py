@@ -36,4 +36,4 @@ async def run_bot(public_url: str, port: int, host: str = "0.0.0.0") -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run_bot("https://bot.example.com/wachat", port=8080))
+    asyncio.run(run_bot("http://127.0.0.1:8080/wachat", port=8080, host="127.0.0.1"))

@@ -39,6 +39,15 @@ async def wa(server: FakeWachat) -> AsyncIterator[AsyncWachat]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the session (``tests/redis_server.py``; skips without one)."""
+    from tests.redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture
 def thread_server() -> Iterator[FakeWachat]:
     with FakeWachat.in_thread(api_keys={KEY}, qr_pool=4) as fake:

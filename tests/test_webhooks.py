@@ -289,7 +289,8 @@ async def test_the_readme_bot_answers_messages(
     sys.modules["readme_bot"] = bot
     spec.loader.exec_module(bot)
     port = free_port()
-    task = asyncio.create_task(bot.run_bot(f"http://127.0.0.1:{port}/", port, host="127.0.0.1"))
+    url = f"http://127.0.0.1:{port}/wachat"  # as the example registers it: a path, not /
+    task = asyncio.create_task(bot.run_bot(url, port, host="127.0.0.1"))
     try:
         for _ in range(100):
             if server.webhooks:

@@ -14,11 +14,14 @@ HTTP under ``CONTROL_PREFIX`` (``/_sandbox``) for a sandbox run in another proce
 server's root (``server.dev_phone_url``): instances and their live QR codes, a chat per
 instance, answering as the customer, the webhook delivery log.
 
-The pytest plugin (installed with the package) adds the ``wachat_server`` and ``wachat``
-fixtures; see ``wachat_async.testing.pytest_plugin``.
+:class:`Customer` talks to a bot through the sandbox as a customer would (``send``,
+``choose``, ``expect_reply``). The pytest plugin (installed with the package) adds the
+``wachat_server``, ``wachat`` and ``customer`` fixtures; see
+``wachat_async.testing.pytest_plugin``.
 """
 
 from ._control import CONTROL_PREFIX
+from ._customer import Customer, Reply
 from ._deliveries import Delivery
 from ._faults import Fault, FaultKind
 from ._gate import API_PREFIX, Exchange, RecordedRequest
@@ -28,6 +31,7 @@ from ._state import FakeInstance, FakeWebhook
 __all__ = [
     "API_PREFIX",
     "CONTROL_PREFIX",
+    "Customer",
     "Delivery",
     "Exchange",
     "FakeInstance",
@@ -36,4 +40,5 @@ __all__ = [
     "Fault",
     "FaultKind",
     "RecordedRequest",
+    "Reply",
 ]

@@ -24,16 +24,21 @@ Endpoints (paths under ``/_sandbox``; "answer" lists the keys beside ``"success"
     an integration without QR codes. Answer: ``instance``.
 ``POST /instances/{name}/messages``, body ``{"from": "628...", "text": str, "push_name"?: str}``
     A customer's message comes in (``from``: digits only); delivers ``messages.upsert``.
-    Answer: ``id``, the message's id.
+    With ``"selected_id": str`` instead of ``text``, the customer picks that row or presses
+    that button of the newest list or buttons message the instance sent them that has it
+    (delivered with ``listResponseMessage`` or ``buttonsResponseMessage``; 404 when none was
+    sent to them, 400 when none has that id). Answer: ``id``, the message's id.
 ``GET /instances/{name}/sent``
     What the client sent from it, oldest first. Answer: ``count``, ``sent``
     (``{path, body, id, at}`` each).
 ``GET /instances/{name}/received``
     What customers sent to it, oldest first. Answer: ``count``, ``received``
-    (``{id, from, push_name, text, at}`` each; ``push_name`` null when none was given).
+    (``{id, from, push_name, text, selected_id, at}`` each; ``push_name`` null when none was
+    given, ``selected_id`` null unless a row or button was chosen).
 ``GET /deliveries``
-    The webhook delivery log. Answer: ``count``, ``deliveries`` (``{webhook_id, event,
-    instance, status, error, at}`` each; ``status`` is null when ``error`` says why).
+    The webhook delivery log (every webhook that wants an event gets it). Answer: ``count``,
+    ``deliveries`` (``{webhook_id, url, event, instance, status, error, at}`` each;
+    ``status`` is null when ``error`` says why).
 ``GET /limits``
     Answer: ``limits`` (**).
 ``POST /limits``, body with any of ``per_minute`` (int or null), ``retry_after`` (seconds or
@@ -175,11 +180,17 @@ class Control:
         inst = self._instance(request)
         body = await json_object(request)
         sender = require_digits(body, "from")
-        text = require_str(body, "text")
         optional(body, "push_name", str, "a string")
-        message_id = self._sandbox.receive_message(
-            inst, sender, text, push_name=body.get("push_name")
-        )
+        if "selected_id" in body:
+            if "text" in body:
+                raise Refused("Give either text or selected_id, not both")
+            message_id = self._sandbox.receive_choice(
+                inst, sender, require_str(body, "selected_id"), push_name=body.get("push_name")
+            )
+        else:
+            message_id = self._sandbox.receive_message(
+                inst, sender, require_str(body, "text"), push_name=body.get("push_name")
+            )
         return web.json_response({"success": True, "id": message_id})
 
     async def _sent(self, request: web.Request) -> web.Response:

@@ -44,6 +44,8 @@ class Delivery:
     """A webhook delivery attempt: where, what, and how the receiver answered."""
 
     webhook_id: int
+    #: Where it was POSTed.
+    url: str
     event: str
     instance: str | None
     status: int | None
@@ -118,7 +120,7 @@ class Deliverer:
                 await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        delivery = Delivery(hook.id, event, instance, status, error)
+        delivery = Delivery(hook.id, hook.url, event, instance, status, error)
         self.log.append(delivery)
         self.stats["deliveries"] += 1
         self.changes.publish("delivery", lambda: {"delivery": delivery.as_json()})

@@ -85,8 +85,9 @@ class FakeInstance:
     #: Messages sent from this instance: ``{"path", "body", "id", "at"}`` each, oldest first;
     #: ``at`` is wall-clock ``time.time()``.
     sent: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
-    #: Messages customers sent to this instance: ``{"id", "from", "push_name", "text", "at"}``
-    #: each, oldest first (``at`` as in :attr:`sent`).
+    #: Messages customers sent to this instance: ``{"id", "from", "push_name", "text",
+    #: "selected_id", "at"}`` each, oldest first (``selected_id``: the list row or button
+    #: chosen, else None; ``at`` as in :attr:`sent`).
     received: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
 
     @property
@@ -407,12 +408,92 @@ class Sandbox:
     ) -> str:
         """A customer's message reaches ``inst``: it is kept in ``inst.received`` and
         ``messages.upsert`` is delivered. Its id."""
+        return self._receive(
+            inst, from_number, text, {"conversation": text}, "conversation", push_name, None
+        )
+
+    def receive_choice(
+        self,
+        inst: FakeInstance,
+        from_number: str,
+        selected_id: str,
+        *,
+        push_name: str | None = None,
+    ) -> str:
+        """The customer picks the row or presses the button ``selected_id`` of the newest list
+        or buttons message ``inst`` sent them that has it: delivered as ``messages.upsert``
+        with a ``listResponseMessage`` or ``buttonsResponseMessage``. Refused (404) when no
+        list or buttons message was sent to them, (400) when none has that id."""
+        offered: list[str] = []
+        interactive = False
+        for record in reversed(inst.sent):
+            if record["body"].get("number") != from_number:
+                continue
+            if record["path"] == "/send/list":
+                interactive = True
+                for section in record["body"]["interactive"]["sections"]:
+                    for row in section["rows"]:
+                        if row.get("rowId") == selected_id:
+                            content = {
+                                "title": row["title"],
+                                "description": row.get("description"),
+                                "listType": 1,
+                                "singleSelectReply": {"selectedRowId": selected_id},
+                            }
+                            return self._receive(
+                                inst,
+                                from_number,
+                                row["title"],
+                                {"listResponseMessage": content},
+                                "listResponseMessage",
+                                push_name,
+                                selected_id,
+                            )
+                        offered.append(str(row.get("rowId")))
+            elif record["path"] == "/send/button":
+                interactive = True
+                for button in record["body"]["interactive"]["buttons"]:
+                    if button["id"] == selected_id:
+                        content = {
+                            "selectedButtonId": selected_id,
+                            "selectedDisplayText": button["text"],
+                        }
+                        return self._receive(
+                            inst,
+                            from_number,
+                            button["text"],
+                            {"buttonsResponseMessage": content},
+                            "buttonsResponseMessage",
+                            push_name,
+                            selected_id,
+                        )
+                    offered.append(button["id"])
+        if not interactive:
+            raise Refused(
+                f"{inst.api_name} sent no list or buttons message to {from_number}", status=404
+            )
+        raise Refused(
+            f"No list row or button {selected_id!r} in what {inst.api_name} sent to "
+            f"{from_number} (offered: {', '.join(dict.fromkeys(offered))})"
+        )
+
+    def _receive(
+        self,
+        inst: FakeInstance,
+        from_number: str,
+        text: str,
+        content: dict[str, Any],
+        message_type: str,
+        push_name: str | None,
+        selected_id: str | None,
+    ) -> str:
         message_id = new_message_id()
         record = {
             "id": message_id,
             "from": from_number,
             "push_name": push_name,
             "text": text,
+            "selected_id": selected_id,
             "at": time.time(),
         }
         inst.received.append(record)
@@ -427,8 +508,8 @@ class Sandbox:
                     "id": message_id,
                 },
                 "pushName": push_name or from_number,
-                "message": {"conversation": text},
-                "messageType": "conversation",
+                "message": content,
+                "messageType": message_type,
                 "messageTimestamp": int(time.time()),
             },
         )

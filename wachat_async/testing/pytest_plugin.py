@@ -5,6 +5,11 @@
 - ``wachat``: an :class:`~wachat_async.AsyncWachat` pointed at it, closed afterwards.
 - ``wachat_server_thread``: the fake server on a thread of its own, for synchronous code
   (``Wachat``, Django views, Celery tasks).
+- ``customer``: a :class:`~wachat_async.testing.Customer` of a connected instance of
+  ``wachat_server`` (``customer.instance`` is its API name: point your bot's webhook there),
+  for conversation tests: ``await customer.send("menu")``, ``await customer.expect_reply()``,
+  ``await customer.choose("track")``. The bot may be async or sync (a Flask or Django app on
+  a thread, with ``Wachat``): the customer only speaks HTTP to the sandbox.
 
 Importing this module costs nothing: the fake server loads only when a fixture is used, so
 installing the library never slows down or breaks an unrelated pytest run.
@@ -19,9 +24,11 @@ import pytest
 
 if TYPE_CHECKING:
     from wachat_async import AsyncWachat
-    from wachat_async.testing import FakeWachat
+    from wachat_async.testing import Customer, FakeWachat
 
 TEST_KEY = "test-key"
+#: The ``customer`` fixture's number.
+CUSTOMER_NUMBER = "628100000001"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,3 +65,14 @@ def wachat_server_thread() -> Iterator[FakeWachat]:
 
     with FakeWachat.in_thread(api_keys={TEST_KEY}) as server:
         yield server
+
+
+@_async_fixture
+async def customer(wachat_server: FakeWachat, wachat: AsyncWachat) -> AsyncIterator[Customer]:
+    from wachat_async.testing import Customer
+
+    created = await wachat.instances.create("bot_under_test")
+    name = created.instance.api_instance_name
+    wachat_server.scan(name)
+    async with Customer(wachat_server.control_url, name, CUSTOMER_NUMBER) as talker:
+        yield talker

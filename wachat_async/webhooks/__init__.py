@@ -17,9 +17,12 @@ from __future__ import annotations
 from ..errors import WebhookPayloadError, WebhookSignatureError
 from ..resources.webhooks import AsyncWebhooks
 from .events import (
+    ButtonReply,
     ChatsUpdate,
     ConnectionUpdate,
     ContactsUpdate,
+    ListReply,
+    MessageKind,
     MessageReceived,
     MessageStatusUpdate,
     QrCodeUpdated,
@@ -31,10 +34,13 @@ from .signature import sign, verify_signature
 
 __all__ = [
     "AsyncWebhooks",
+    "ButtonReply",
     "ChatsUpdate",
     "ConnectionUpdate",
     "ContactsUpdate",
     "EventHandler",
+    "ListReply",
+    "MessageKind",
     "MessageReceived",
     "MessageStatusUpdate",
     "QrCodeUpdated",

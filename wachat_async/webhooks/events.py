@@ -8,6 +8,7 @@ always holds the whole payload. An event type this library does not know arrives
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +21,12 @@ from ..models import ConnectionState, QrCode, WebhookEventType
 from .signature import timestamp_seconds
 
 __all__ = [
+    "ButtonReply",
     "ChatsUpdate",
     "ConnectionUpdate",
     "ContactsUpdate",
+    "ListReply",
+    "MessageKind",
     "MessageReceived",
     "MessageStatusUpdate",
     "QrCodeUpdated",
@@ -70,29 +74,87 @@ class QrCodeUpdated(WebhookEvent):
     qrcode: QrCode | None = None
 
 
+class MessageKind(enum.StrEnum):
+    """What an incoming message is, read from the ``message`` member's content."""
+
+    TEXT = "text"
+    MEDIA = "media"
+    LOCATION = "location"
+    LIST_REPLY = "list_reply"
+    BUTTON_REPLY = "button_reply"
+    OTHER = "other"
+
+
+#: Content keys of ``message`` (Evolution API / Baileys) and the kind each one means.
+_CONTENT_KINDS = {
+    "conversation": MessageKind.TEXT,
+    "extendedTextMessage": MessageKind.TEXT,
+    "imageMessage": MessageKind.MEDIA,
+    "videoMessage": MessageKind.MEDIA,
+    "audioMessage": MessageKind.MEDIA,
+    "documentMessage": MessageKind.MEDIA,
+    "stickerMessage": MessageKind.MEDIA,
+    "locationMessage": MessageKind.LOCATION,
+    "liveLocationMessage": MessageKind.LOCATION,
+    "listResponseMessage": MessageKind.LIST_REPLY,
+    "buttonsResponseMessage": MessageKind.BUTTON_REPLY,
+    "templateButtonReplyMessage": MessageKind.BUTTON_REPLY,
+}
+
+GROUP_SUFFIX = "@g.us"
+
+
 @attrs.frozen
 class MessageReceived(WebhookEvent):
     """``messages.upsert``: a message arrived (or was sent from the phone: see ``from_me``).
 
-    Inferred shape (Evolution API): ``data = {key: {remoteJid, fromMe, id}, pushName,
-    message: {conversation | extendedTextMessage.text | ...}, messageType, messageTimestamp}``.
+    Inferred shape (Evolution API): ``data = {key: {remoteJid, fromMe, id, participant?},
+    pushName, message: {conversation | extendedTextMessage.text | ...}, messageType,
+    messageTimestamp}``. A customer's choice in a list or of a button arrives as the subclass
+    :class:`ListReply` or :class:`ButtonReply`.
     """
 
     message_id: str | None = None
+    #: The chat: ``<number>@s.whatsapp.net`` for a private chat, ``<id>@g.us`` for a group.
     remote_jid: str | None = None
     from_me: bool | None = None
     push_name: str | None = None
     message_type: str | None = None
     #: The text of a text message, or the caption of a media message.
     text: str | None = None
+    kind: MessageKind = MessageKind.OTHER
+    #: Who wrote it in a group chat (``key.participant``); None in a private chat.
+    participant: str | None = None
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.remote_jid and self.remote_jid.endswith(GROUP_SUFFIX))
 
     @property
     def sender_number(self) -> str | None:
-        """Digits of the sender, from ``remote_jid`` (``628123456789@s.whatsapp.net``)."""
-        if not self.remote_jid:
+        """Digits of the sender: from ``remote_jid`` (``628123456789@s.whatsapp.net``) in a
+        private chat, from ``participant`` in a group."""
+        jid = self.participant if self.is_group else self.remote_jid
+        if not jid:
             return None
-        user = self.remote_jid.split("@", 1)[0].split(":", 1)[0]
+        user = jid.split("@", 1)[0].split(":", 1)[0]
         return user if user.isdigit() else None
+
+
+@attrs.frozen
+class ListReply(MessageReceived):
+    """The customer chose a row of a list message (``listResponseMessage``): ``selected_id``
+    is the row's id (``singleSelectReply.selectedRowId``), ``text`` its title."""
+
+    selected_id: str | None = None
+
+
+@attrs.frozen
+class ButtonReply(MessageReceived):
+    """The customer pressed a quick-reply button (``buttonsResponseMessage``):
+    ``selected_id`` is the button's id (``selectedButtonId``), ``text`` its label."""
+
+    selected_id: str | None = None
 
 
 @attrs.frozen
@@ -136,12 +198,47 @@ def _message_text(message: Any) -> str | None:
         ("videoMessage", "caption"),
         ("documentMessage", "caption"),
         ("buttonsResponseMessage", "selectedDisplayText"),
+        ("templateButtonReplyMessage", "selectedDisplayText"),
         ("listResponseMessage", "title"),
     ):
         text = _get(message, *path)
         if isinstance(text, str):
             return text
     return None
+
+
+def _message_kind(message: Any) -> MessageKind:
+    if isinstance(message, Mapping):
+        for key in message:
+            kind = _CONTENT_KINDS.get(key)
+            if kind is not None:
+                return kind
+    return MessageKind.OTHER
+
+
+def _message_event(common: dict[str, Any], data: Any) -> MessageReceived:
+    message = _get(data, "message")
+    kind = _message_kind(message)
+    fields: dict[str, Any] = {
+        **common,
+        "message_id": _typed(_get(data, "key", "id"), str),
+        "remote_jid": _typed(_get(data, "key", "remoteJid"), str),
+        "from_me": _typed(_get(data, "key", "fromMe"), bool),
+        "participant": _typed(_get(data, "key", "participant"), str),
+        "push_name": _typed(_get(data, "pushName"), str),
+        "message_type": _typed(_get(data, "messageType"), str),
+        "text": _message_text(message),
+        "kind": kind,
+    }
+    if kind is MessageKind.LIST_REPLY:
+        selected = _get(message, "listResponseMessage", "singleSelectReply", "selectedRowId")
+        return ListReply(**fields, selected_id=_typed(selected, str))
+    if kind is MessageKind.BUTTON_REPLY:
+        selected = _get(message, "buttonsResponseMessage", "selectedButtonId") or _get(
+            message, "templateButtonReplyMessage", "selectedId"
+        )
+        return ButtonReply(**fields, selected_id=_typed(selected, str))
+    return MessageReceived(**fields)
 
 
 def parse_event(headers: Mapping[str, str], body: str | bytes) -> WebhookEvent:
@@ -198,16 +295,7 @@ def parse_event(headers: Mapping[str, str], body: str | bytes) -> WebhookEvent:
             qrcode = None
         return QrCodeUpdated(**common, qrcode=qrcode)
     if event is WebhookEventType.MESSAGES_UPSERT:
-        message = data[0] if isinstance(data, list) and data else data
-        return MessageReceived(
-            **common,
-            message_id=_typed(_get(message, "key", "id"), str),
-            remote_jid=_typed(_get(message, "key", "remoteJid"), str),
-            from_me=_typed(_get(message, "key", "fromMe"), bool),
-            push_name=_typed(_get(message, "pushName"), str),
-            message_type=_typed(_get(message, "messageType"), str),
-            text=_message_text(_get(message, "message")),
-        )
+        return _message_event(common, data[0] if isinstance(data, list) and data else data)
     if event is WebhookEventType.MESSAGES_UPDATE:
         update = data[0] if isinstance(data, list) and data else data
         return MessageStatusUpdate(

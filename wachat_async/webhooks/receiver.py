@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from .. import _validate as check
-from ..errors import InvalidRequestError, WebhookPayloadError, WebhookSignatureError
+from ..errors import InvalidRequestError, WachatError, WebhookPayloadError, WebhookSignatureError
 from .events import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -23,9 +24,14 @@ from .signature import DEFAULT_TOLERANCE, verify_signature
 
 logger = logging.getLogger("wachat_async")
 
-__all__ = ["EventHandler", "WebhookReceiver"]
+__all__ = ["Admit", "EventHandler", "WebhookReceiver"]
 
 EventHandler = Callable[[WebhookEvent], Awaitable[None]]
+#: Decides, before the answer, whether a verified event (and its raw body) is handled: True to
+#: handle it, False to acknowledge it as a duplicate; a
+#: :class:`~wachat_async.errors.WachatError` (a storage that is down) answers 503, so Wachat
+#: may deliver it again.
+Admit = Callable[[WebhookEvent, bytes], Awaitable[bool]]
 
 
 class _SeenDeliveries:
@@ -53,6 +59,9 @@ class _SeenDeliveries:
         expiry[digest] = now + 2 * self._window  # covers timestamps up to a window ahead
         return True
 
+    def forget(self, digest: bytes) -> None:
+        self._expiry.pop(digest, None)
+
 
 class WebhookReceiver:
     """Receives deliveries over aiohttp: verifies, parses, answers, then runs your handler.
@@ -62,11 +71,13 @@ class WebhookReceiver:
     delays Wachat's delivery. A replayed delivery (a signature already accepted within the
     tolerance window, in any encoding) is acknowledged with 200 and not handled again. The
     event type comes from the signed body, never from the unsigned ``X-Wachat-Event`` header.
-    Mount it in your own app::
+    With ``admit`` (a bot's dedupe and durable inbox), that step runs before the answer.
+    Serve it on its own (``receiver.app()`` answers a POST to any path, so the URL you
+    register is the URL it answers) or mount it in your own app::
 
         receiver = WebhookReceiver(secret, on_event)
         app.router.add_post("/wachat/webhook", receiver.handle)   # or
-        app.add_subapp("/wachat", receiver.app())                 # POST /wachat/
+        app.add_subapp("/wachat", receiver.app())                 # POST /wachat/...
     """
 
     def __init__(
@@ -76,6 +87,7 @@ class WebhookReceiver:
         *,
         tolerance: float = DEFAULT_TOLERANCE,
         replay_capacity: int = 100_000,
+        admit: Admit | None = None,
     ) -> None:
         if not secret:
             raise InvalidRequestError(
@@ -85,6 +97,7 @@ class WebhookReceiver:
             raise InvalidRequestError("handler must be an async callable taking the event")
         self._secret = secret
         self._handler = handler
+        self._admit = admit
         # Checked here, not at the first delivery: a NaN tolerance would accept any timestamp,
         # and a capacity of 0 would fail every delivery.
         self._tolerance = check.seconds("tolerance", tolerance)
@@ -97,26 +110,45 @@ class WebhookReceiver:
         return f"WebhookReceiver(handler={self._handler!r}, secret='***')"
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        """The aiohttp handler: answers, then handles the event in the background."""
+        status, answer, event = await self.accept(request.headers, await request.read())
+        if event is not None:
+            self.spawn(event)
+        return web.json_response(answer, status=status)
+
+    async def accept(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any], WebhookEvent | None]:
+        """A delivery checked, for any web framework: the status and JSON body to answer, and
+        the event to hand to :meth:`spawn` once answered (None: nothing to handle)."""
         try:
             digest = verify_signature(
                 self._secret,
-                request.headers.get(TIMESTAMP_HEADER),
+                headers.get(TIMESTAMP_HEADER),
                 body,
-                request.headers.get(SIGNATURE_HEADER),
+                headers.get(SIGNATURE_HEADER),
                 tolerance=self._tolerance,
             )
         except WebhookSignatureError as exc:
             logger.warning("rejected webhook delivery: %s", exc)
-            return web.json_response({"success": False, "error": str(exc)}, status=401)
+            return 401, {"success": False, "error": str(exc)}, None
         try:
-            event = parse_event(request.headers, body)
+            event = parse_event(headers, body)
         except WebhookPayloadError as exc:
-            return web.json_response({"success": False, "error": str(exc)}, status=400)
+            return 400, {"success": False, "error": str(exc)}, None
         if not self._seen.first_time(digest, time.time()):
             logger.info("webhook delivery replayed (same signature); acknowledged, not handled")
-            return web.json_response({"success": True, "duplicate": True})
-        claimed = request.headers.get(EVENT_HEADER)
+            return 200, {"success": True, "duplicate": True}, None
+        if self._admit is not None:
+            try:
+                admitted = await self._admit(event, body)
+            except WachatError as exc:
+                self._seen.forget(digest)  # not handled: a redelivery must be let in
+                logger.error("webhook delivery not accepted: %s", exc)
+                return 503, {"success": False, "error": str(exc)}, None
+            if not admitted:
+                return 200, {"success": True, "duplicate": True}, None
+        claimed = headers.get(EVENT_HEADER)
         if claimed and claimed.strip().lower() != event.event.value.lower():
             logger.warning(
                 "webhook header %s=%r disagrees with the signed body's event %r; using the body",
@@ -124,10 +156,13 @@ class WebhookReceiver:
                 claimed,
                 event.event.value,
             )
+        return 200, {"success": True}, event
+
+    def spawn(self, event: WebhookEvent) -> None:
+        """Run the handler on ``event`` in a task of its own (call it on the running loop)."""
         task = asyncio.get_running_loop().create_task(self._run(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return web.json_response({"success": True})
 
     async def _run(self, event: WebhookEvent) -> None:
         try:
@@ -140,10 +175,11 @@ class WebhookReceiver:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def app(self, path: str = "/") -> web.Application:
-        """A small app that answers ``POST path``; handlers finish before it shuts down."""
+    def app(self, path: str | None = None) -> web.Application:
+        """A small app that answers a POST to ``path``, or to any path when None (so it works
+        wherever it is served or mounted); handlers finish before it shuts down."""
         app = web.Application()
-        app.router.add_post(path, self.handle)
+        app.router.add_post("/{tail:.*}" if path is None else path, self.handle)
 
         async def finish(_: web.Application) -> None:
             await self.drain()

@@ -10,9 +10,10 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.docs import README
-from tests.test_cli_helpers import ROOT, Sandbox, eventually, running_sandbox, wachat
+from tests.test_cli_helpers import Sandbox, eventually, running_sandbox, wachat
 from wachat_async import Wachat
 
 _SECTION = re.compile(r"^## Your first bot.*?(?=^## )", re.S | re.M)
@@ -36,7 +37,7 @@ def names(sandbox: Sandbox) -> list[tuple[str, str, str]]:
         ]
 
 
-def test_the_first_bot_walkthrough_runs_top_to_bottom() -> None:
+def test_the_first_bot_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
     text, (serve, steps), python = walkthrough()
     assert serve.split() == ["wachat", "sandbox"]  # no --auto-scan: the scan step is needed
     assert "wachat sandbox scan $STORE" in steps
@@ -48,7 +49,7 @@ def test_the_first_bot_walkthrough_runs_top_to_bottom() -> None:
             capture_output=True,
             text=True,
             env=sandbox.env(),
-            cwd=ROOT,
+            cwd=tmp_path,  # the story saves its QR PNGs where it runs
             timeout=300,
             check=False,
         )
@@ -62,7 +63,7 @@ def test_the_first_bot_walkthrough_runs_top_to_bottom() -> None:
             stderr=subprocess.PIPE,
             text=True,
             env=sandbox.env(),
-            cwd=ROOT,
+            cwd=tmp_path,  # the story saves its QR PNGs where it runs
         )
         try:
             eventually(lambda: any(n[0] == "bandung_store" for n in names(sandbox)))

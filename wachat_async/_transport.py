@@ -175,18 +175,35 @@ _PER_REQUEST_DECOMPRESS = (
 )
 
 
-def _connection_counter() -> aiohttp.TraceConfig:
-    """Counts the connections each request takes (its ``trace_request_ctx``, when one is set)."""
+def _connection_watch() -> aiohttp.TraceConfig:
+    """Watches the connections each request takes (through its ``trace_request_ctx``, when one
+    is set): how many (aiohttp 3.10 resends silently on a new one), and whether one was still
+    being opened when the request failed. Through a proxy, opening includes the CONNECT tunnel
+    and the TLS handshake behind it: a failure then means nothing reached the API."""
 
-    async def count(
+    async def started(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+    ) -> None:
+        if context.trace_request_ctx is not None:
+            context.trace_request_ctx["count"] += 1
+            context.trace_request_ctx["opening"] = True
+
+    async def opened(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+    ) -> None:
+        if context.trace_request_ctx is not None:
+            context.trace_request_ctx["opening"] = False
+
+    async def reused(
         session: aiohttp.ClientSession, context: SimpleNamespace, params: object
     ) -> None:
         if context.trace_request_ctx is not None:
             context.trace_request_ctx["count"] += 1
 
     trace = aiohttp.TraceConfig()
-    trace.on_connection_create_start.append(count)
-    trace.on_connection_reuseconn.append(count)
+    trace.on_connection_create_start.append(started)
+    trace.on_connection_create_end.append(opened)
+    trace.on_connection_reuseconn.append(reused)
     return trace
 
 
@@ -219,40 +236,47 @@ class Transport:
         self.redact = Redactor(settings.api_key)
         self._urls: dict[str, URL] = {}
         self._query_urls: dict[tuple[Any, ...], URL] = {}
-        identity = {
-            "Authorization": f"Bearer {settings.api_key}",
-            "User-Agent": USER_AGENT,
-            "Accept": JSON,
-            # Compressed answers could inflate past the size caps before they are counted.
-            "Accept-Encoding": "identity",
-            **settings.default_headers,
-        }
-        self._identity = identity
+        # One header per name, whatever its letter case: the user's default_headers replace
+        # ours ({"user-agent": ...} must not make a second User-Agent, which servers refuse).
+        identity = CIMultiDict(
+            {
+                "Authorization": f"Bearer {settings.api_key}",
+                "User-Agent": USER_AGENT,
+                "Accept": JSON,
+                # Compressed answers could inflate past the size caps before they are counted.
+                "Accept-Encoding": "identity",
+            }
+        )
+        identity.update(settings.default_headers)
+        proxy = _proxy_for(settings)
         # A session of ours carries these as its defaults, so a JSON call passes no headers.
-        # A caller's session gets them with every request.
+        # Not behind a proxy: aiohttp copies a session's default headers into the proxy's
+        # CONNECT (Authorization renamed Proxy-Authorization), so the key would reach the proxy.
+        # There, as with a caller's session, they go with each request, to the API alone.
+        self._session_headers = identity if self._owned and proxy is None else None
+        per_request = self._session_headers is None
         self._headers: dict[str, CIMultiDictProxy[str] | None] = {
             accept: (
-                None
-                if self._owned and accept == JSON
-                else CIMultiDictProxy(
-                    CIMultiDict(
-                        {"Accept": accept} if self._owned else {**identity, "Accept": accept}
-                    )
-                )
+                _with_accept(identity, accept)
+                if per_request
+                else None
+                if accept == JSON
+                else _with_accept(CIMultiDict(), accept)
             )
             for accept in (JSON, PNG, ANY)
         }
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._counts_connections = _RESENDS_SILENTLY and self._owned
+        #: Connections are watched where it matters: on aiohttp 3.10, which resends silently,
+        #: and through a proxy, where a tunnel that fails to open means nothing was sent.
+        self._watches = self._owned and (_RESENDS_SILENTLY or proxy is not None)
         #: An answer that announces at most this many bytes is read at once.
         self._within_caps = min(settings.max_response_bytes, settings.max_image_bytes)
         self._default_timeout = self.timeout(settings.timeout)
-        proxy = _proxy_for(settings)
-        self._extra: dict[str, Any] = (
-            {"allow_redirects": False, **proxy}
-            if self._owned
-            else {"allow_redirects": False, "raise_for_status": False, **proxy}
-        )
+        self._extra: dict[str, Any] = {"allow_redirects": False}
+        if proxy is not None:
+            self._extra["proxy"] = proxy
+        if not self._owned:
+            self._extra["raise_for_status"] = False
         #: Bodies arrive as sent (compressed ones inflated here, bounded): our session never
         #: decompresses; a caller's is told not to, where aiohttp lets a request say so.
         self._inflates = self._owned or _PER_REQUEST_DECOMPRESS
@@ -323,8 +347,9 @@ class Transport:
         # A caller's session gets its headers with every request, so it always passes here.
         if headers is not None or timeout != self._settings.timeout:
             kwargs = {**kwargs, "headers": headers, "timeout": self.timeout(timeout)}
-        connects = {"count": 0} if self._counts_connections else None
-        if connects is not None:
+        connects: dict[str, Any] | None = None
+        if self._watches:
+            connects = {"count": 0, "opening": False}
             kwargs = {**kwargs, "trace_request_ctx": connects}
         error: APIConnectionError | None = None
         begun = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
@@ -339,39 +364,13 @@ class Transport:
                     raw = RawResponse(resp.status, resp.headers, await resp.read())
                 else:
                     raw = await self._read_capped(resp)
-        except aiohttp.ClientSSLError as exc:
-            error = self._failed(call, "TLS failure", exc, FailureClass.FATAL, attempt, started)
-        except aiohttp.ConnectionTimeoutError as exc:
-            error = self._failed(
-                call, "Timed out connecting", exc, FailureClass.NOT_SENT, attempt, started
-            )
-        except aiohttp.ClientConnectorError as exc:
-            error = self._failed(
-                call, "Could not connect", exc, FailureClass.NOT_SENT, attempt, started
-            )
-        except aiohttp.ClientHttpProxyError as exc:
-            # The proxy refused the tunnel (CONNECT) to the API: nothing reached the API.
-            error = self._failed(
-                call, "The proxy refused", exc, FailureClass.NOT_SENT, attempt, started
-            )
-        except aiohttp.InvalidURL as exc:
-            error = self._failed(call, "Invalid URL", exc, FailureClass.FATAL, attempt, started)
-        except TimeoutError as exc:
-            # Checked after aiohttp's own classes: on 3.11 TimeoutError is also an OSError.
-            error = self._failed(
-                call,
-                f"Timed out after {timeout:g} s",
-                exc,
-                FailureClass.AMBIGUOUS,
-                attempt,
-                started,
-            )
-        except (aiohttp.ClientError, HttpProcessingError, OSError, ValueError) as exc:
-            # Reset, disconnect, cut-off or garbled answer after the request was written: it may
-            # have landed.
-            error = self._failed(
-                call, "Connection lost", exc, FailureClass.AMBIGUOUS, attempt, started
-            )
+        except _NETWORK_ERRORS as exc:
+            what, failure = _network_failure(exc, timeout)
+            if connects is not None and connects["opening"] and failure is not FailureClass.FATAL:
+                # The connection (through a proxy: its tunnel) never opened, so the request
+                # never left: whatever the proxy did, the API saw nothing.
+                what, failure = "Could not open the connection", FailureClass.NOT_SENT
+            error = self._failed(call, what, exc, failure, attempt, started)
         if error is not None:
             # Raised here, outside the except blocks, so that neither __cause__ nor __context__
             # carries aiohttp's exception (whose request_info holds the Authorization header).
@@ -475,14 +474,14 @@ class Transport:
         settings = self._settings
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.pool_limit),
-            headers=self._identity,
+            headers=self._session_headers,
             timeout=self._default_timeout,
             raise_for_status=False,
             auto_decompress=False,
             # Environment proxies are resolved once per client (_proxy_for): aiohttp's own
             # trust_env looks them up, and reads ~/.netrc, in a thread for every request.
             trust_env=False,
-            trace_configs=[_connection_counter()] if _RESENDS_SILENTLY else None,
+            trace_configs=[_connection_watch()] if self._watches else None,
         )
         # aiohttp quietly resends an idempotent request once when its connection drops. Every
         # resend must go through the retry policy (counted, logged, and a DELETE's 404 after a
@@ -548,19 +547,60 @@ def _json_payload(call: Call, body: Any) -> BytesPayload:
     )
 
 
-def _proxy_for(settings: Settings) -> dict[str, Any]:
+def _with_accept(headers: CIMultiDict[str], accept: str) -> CIMultiDictProxy[str]:
+    merged = CIMultiDict(headers)
+    merged["Accept"] = accept
+    return CIMultiDictProxy(merged)
+
+
+def _proxy_for(settings: Settings) -> str | None:
     """The proxy to use for ``base_url``: ``proxy=``, else (with ``trust_env``) the standard
     environment variables (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)."""
     if settings.proxy:
-        return {"proxy": settings.proxy}
+        return settings.proxy
     if not settings.trust_env:
-        return {}
+        return None
     parts = urlsplit(settings.base_url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
-        return {}
+        return None
     proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return {"proxy": proxy} if proxy else {}
+    return proxies.get(parts.scheme) or proxies.get("all") or None
+
+
+#: Every network failure the transport meets, and what it means, most specific first: whether
+#: the request may have reached the API decides whether the retry policy may resend it.
+_FAILURES: tuple[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], str, FailureClass], ...
+] = (
+    (aiohttp.ClientSSLError, "TLS failure", FailureClass.FATAL),
+    (aiohttp.ConnectionTimeoutError, "Timed out connecting", FailureClass.NOT_SENT),
+    (aiohttp.ClientConnectorError, "Could not connect", FailureClass.NOT_SENT),
+    # The proxy refused the tunnel (CONNECT) to the API: nothing reached the API.
+    (aiohttp.ClientHttpProxyError, "The proxy refused", FailureClass.NOT_SENT),
+    (aiohttp.InvalidURL, "Invalid URL", FailureClass.FATAL),
+    # After aiohttp's own classes: on 3.11 TimeoutError is also an OSError.
+    (TimeoutError, "Timed out", FailureClass.AMBIGUOUS),
+    # Reset, disconnect, cut-off or garbled answer after the request was written: it may have
+    # landed.
+    (
+        (aiohttp.ClientError, HttpProcessingError, OSError, ValueError),
+        "Connection lost",
+        FailureClass.AMBIGUOUS,
+    ),
+)
+_NETWORK_ERRORS = tuple(
+    kind for kinds, _, _ in _FAILURES for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
+)
+
+
+def _network_failure(exc: BaseException, timeout: float) -> tuple[str, FailureClass]:
+    """What ``exc`` is called in an error, and its failure class, from :data:`_FAILURES`."""
+    for kinds, what, failure in _FAILURES:
+        if isinstance(exc, kinds):
+            if failure is FailureClass.AMBIGUOUS and isinstance(exc, TimeoutError):
+                what = f"Timed out after {timeout:g} s"
+            return what, failure
+    raise AssertionError(f"unclassified network error {type(exc).__name__}")  # pragma: no cover
 
 
 class _Inflater:

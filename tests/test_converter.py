@@ -45,7 +45,7 @@ def read(decoder: Callable[[RawResponse], T], raw: RawResponse) -> T:
     try:
         return decoder(raw)
     except _decode.Undecodable as problem:
-        error = EXECUTOR.undecodable(raw, problem, 1)
+        error = EXECUTOR.errors.undecodable(raw, problem, 1)
     raise error
 
 

@@ -32,7 +32,8 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from . import _json
 from ._build import builder, twin
-from ._transport import JSON, PNG, RawResponse
+from ._request import JSON, PNG
+from ._transport import RawResponse
 from .errors import InvalidRequestError
 from .models import (
     ALIASES,

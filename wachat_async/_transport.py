@@ -29,18 +29,15 @@ from yarl import URL
 
 from . import _json
 from ._config import Settings
+from ._request import ANY, JSON, PNG, Call, Request
 from ._security import Redactor
 from ._version import __version__
 from .errors import APIConnectionError, APITimeoutError, FailureClass, InvalidRequestError
 
 logger = logging.getLogger("wachat_async")
 
-JSON = "application/json"
-PNG = "image/png"
-ANY = "*/*"
 USER_AGENT = f"wachat-async/{__version__}"
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: What is read of an answer that announces more than its cap: enough to quote in an error.
 _PREFIX_OF_OVERSIZED = 8192
 #: The most read of an error answer (3xx, 4xx, 5xx): only its start is ever quoted.
@@ -54,54 +51,6 @@ _INFLATABLE = frozenset({"gzip", "x-gzip", "deflate"})
 #: gzip members in one body: a real answer has one; a bomb may have thousands.
 _MAX_MEMBERS = 64
 _REMEMBERED_QUERIES = 1024
-
-
-class Call:
-    """One API operation, described once (a module constant): its method and path, what it
-    accepts, and whether resending it is harmless. A request is a Call plus its query and body."""
-
-    __slots__ = ("accept", "idempotent", "method", "operation", "path")
-
-    def __init__(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        accept: str = JSON,
-        idempotent: bool | None = None,
-    ) -> None:
-        #: Name used in logs and errors, e.g. ``instances.create``.
-        self.operation = operation
-        self.method = method
-        self.path = path
-        self.accept = accept
-        #: Safe to resend after an ambiguous failure: reads, deletes and updates by id.
-        self.idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
-
-    def __repr__(self) -> str:
-        return f"Call({self.operation!r}, {self.method} {self.path})"
-
-    def _key(self) -> tuple[str, str, str, str, bool]:
-        return (self.operation, self.method, self.path, self.accept, self.idempotent)
-
-    # A value: an error that carries one (OutcomeUnknownError.request) compares equal to its
-    # pickled or copied self.
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Call) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_call,
-            (self.operation, self.method, self.path, self.accept, self.idempotent),
-        )
-
-
-def _rebuild_call(operation: str, method: str, path: str, accept: str, idempotent: bool) -> Call:
-    return Call(operation, method, path, accept=accept, idempotent=idempotent)
 
 
 _MEDIA_TYPES: dict[str, str] = {}
@@ -318,17 +267,9 @@ class Transport:
             self._timeouts[seconds] = timeout
         return timeout
 
-    async def send(
-        self,
-        call: Call,
-        params: Mapping[str, str] | None,
-        body: Any,
-        timeout: float,
-        attempt: int,
-        started: float,
-    ) -> RawResponse:
-        """One attempt of ``call`` with its query and JSON body; any status comes back. Raises
-        APIConnectionError when no answer does.
+    async def send(self, request: Request, attempt: int, started: float) -> RawResponse:
+        """One attempt of ``request``; any status comes back. Raises APIConnectionError when no
+        answer does.
 
         ``attempt`` and ``started`` (``time.monotonic()`` when the first attempt began) go into
         the error's text and ``attempts``.
@@ -338,9 +279,10 @@ class Transport:
             self._owned and (session.closed or self._loop is not asyncio.get_running_loop())
         ):
             session = await self._open()
+        call, query, body, timeout = request.call, request.query, request.body, request.timeout
         url = self._urls.get(call.path) or self.url(call.path)
-        if params:
-            url = self._with_query(url, call.path, params)
+        if query:
+            url = self._with_query(url, call.path, query)
         data = None if body is None else _json_payload(call, body)
         kwargs = self._extra
         headers = self._headers.get(call.accept, None)

@@ -14,8 +14,9 @@ from . import _validate as check
 from ._config import OptionChanges, Settings, options_of
 from ._executor import Executor
 from ._reconcile import Reconciler
+from ._request import ANY, Call
 from ._signatures import arguments
-from ._transport import ANY, Call, Transport
+from ._transport import Transport
 from .errors import InvalidRequestError
 from .resources.instances import AsyncInstances
 from .resources.messages import AsyncMessages, Sender

@@ -45,7 +45,7 @@ import attrs
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
-from .._transport import Call
+from .._request import Call
 from ..errors import (
     BadRequestError,
     ConflictError,

@@ -11,7 +11,6 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
-    Coroutine,
     Iterable,
     Mapping,
 )
@@ -22,10 +21,16 @@ import attrs
 
 from .. import _decode
 from .. import _validate as check
-from .._executor import Executor
-from .._reconcile import CREATE_INSTANCE, LIST_INSTANCES, Reconciler
+from .._executor import NOT_DONE, Doubt, Executor, Found, NotDone
+from .._reconcile import (
+    CREATE_INSTANCE,
+    DELETE_INSTANCE,
+    LIST_INSTANCES,
+    Reconciler,
+    already_gone,
+)
+from .._request import ANY, PNG, Call
 from .._signatures import arguments
-from .._transport import ANY, PNG, Call
 from ..bulk.provision import ProvisionProgress, ProvisionResult, provision
 from ..errors import (
     ConflictError,
@@ -52,7 +57,6 @@ _AS_IMAGE = {"response": "image"}
 _QR = Call("instances.qr", "GET", "/instance/qr")
 _QR_IMAGE = Call("instances.qr_image", "GET", "/instance/qr/image", accept=PNG)
 _STATE = Call("instances.state", "GET", "/instance/state")
-_DELETE = Call("instances.delete", "DELETE", "/instance/delete")
 _PROFILE_PICTURE = Call("instances.profile_picture", "GET", "/instance/profile-picture", accept=ANY)
 
 #: The shortest pause between two polls of ``wait_until_connected``.
@@ -70,44 +74,82 @@ class _CreateCall(CreateSpec):
 
 class Creator:
     """Creates instances exactly once. ``instances.create`` and bulk provisioning both use it:
-    a create whose outcome is ambiguous is reconciled, never blindly resent."""
+    a create whose outcome is in doubt is reconciled, never blindly resent, and when it was
+    resent, the duplicate a late first attempt may leave is swept away."""
 
-    def __init__(self, executor: Executor, reconciler: Reconciler, instances: AsyncInstances):
+    def __init__(self, executor: Executor, reconciler: Reconciler) -> None:
         self._executor = executor
         self._reconciler = reconciler
-        self._instances = instances
-        self._reconcile_create = reconciler.hook(self.created_from)
-        self._reconcile_qr_image = reconciler.hook(self.qr_image_from)
 
-    def create(
+    async def create(
         self, body: dict[str, Any], *, timeout: float | None = None, max_retries: int | None = None
-    ) -> Coroutine[Any, Any, CreatedInstance]:
+    ) -> CreatedInstance:
         """Send a checked create body (see :func:`~wachat_async._decode.create_body`)."""
-        return self._executor.run(
+        doubts: list[Doubt] = []
+
+        async def reconcile(doubt: Doubt) -> Found[CreatedInstance] | NotDone:
+            found = await self._reconciler.settle(doubt)
+            if found is None:
+                doubts.append(doubt)  # proven not done: it is resent
+                return NOT_DONE
+            return Found(await self.created_from(found))
+
+        created = await self._executor.run(
             CREATE_INSTANCE,
             _decode.created,
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=self._reconcile_create,
+            reconcile=reconcile,
         )
+        if doubts:
+            deleted = await self._reconciler.sweep(
+                body["instanceName"],
+                keep=created.instance.api_instance_name,
+                since=doubts[0].started,
+            )
+            if deleted:
+                created = attrs.evolve(created, duplicates_deleted=deleted)
+        return created
 
-    def create_qr_image(
+    async def create_qr_image(
         self, body: dict[str, Any], *, timeout: float | None, max_retries: int | None
-    ) -> Coroutine[Any, Any, QrImage]:
-        return self._executor.run(
+    ) -> QrImage:
+        doubts: list[Doubt] = []
+
+        async def reconcile(doubt: Doubt) -> Found[QrImage] | NotDone:
+            found = await self._reconciler.settle(doubt)
+            if found is None:
+                doubts.append(doubt)
+                return NOT_DONE
+            return Found(await self._qr_image_from(found))
+
+        image = await self._executor.run(
             _CREATE_QR_IMAGE,
             _decode.qr_image,
             params=_AS_IMAGE,
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=self._reconcile_qr_image,
+            reconcile=reconcile,
         )
+        if doubts:  # the result has no place to say so: the sweep's log does
+            await self._reconciler.sweep(
+                body["instanceName"], keep=image.api_instance_name, since=doubts[0].started
+            )
+        return image
 
     async def recover(self, friendly: str, started_at: float) -> CreatedInstance | None:
-        """The instance an interrupted earlier run created as ``friendly``, or None."""
-        return await self._reconciler.recover(friendly, started_at, self.created_from)
+        """The instance an interrupted earlier run created as ``friendly`` (its create began
+        at ``started_at``), or None if it did not."""
+        settings = self._executor.settings
+        found = await self._reconciler.find(
+            CREATE_INSTANCE,
+            friendly,
+            since=started_at,
+            settle_until=started_at + settings.timeout + settings.settle_delay,
+        )
+        return None if found is None else await self.created_from(found)
 
     async def created_from(self, info: InstanceInfo) -> CreatedInstance:
         """A create's result rebuilt from the instance list (its QR code fetched afresh)."""
@@ -115,7 +157,9 @@ class Creator:
         qr_error: str | None = None
         if info.integration is not Integration.WHATSAPP_BUSINESS:
             try:
-                qrcode = await self._instances.qr(info.api_instance_name)
+                qrcode = await self._executor.run(
+                    _QR, _decode.qr, params=_instance(info.api_instance_name)
+                )
             except WachatError as exc:
                 qr_error = f"QR could not be fetched after reconciliation: {exc}"
         instance = Instance(
@@ -131,8 +175,10 @@ class Creator:
             instance=instance, qrcode=qrcode, qr_error=qr_error, reconciled=True, raw=info.raw
         )
 
-    async def qr_image_from(self, info: InstanceInfo) -> QrImage:
-        png = await self._instances.qr_image(info.api_instance_name)
+    async def _qr_image_from(self, info: InstanceInfo) -> QrImage:
+        png = await self._executor.run(
+            _QR_IMAGE, _decode.png, params=_instance(info.api_instance_name)
+        )
         return QrImage(
             png=png, instance_name=info.instance_name, api_instance_name=info.api_instance_name
         )
@@ -147,12 +193,12 @@ class AsyncInstances:
 
     def __init__(self, executor: Executor, reconciler: Reconciler) -> None:
         self._executor = executor
-        self._creator = Creator(executor, reconciler, self)
+        self._creator = Creator(executor, reconciler)
 
     # -- create ---------------------------------------------------------------------------
 
     @arguments(_CreateCall)
-    def create(self, args: _CreateCall) -> Coroutine[Any, Any, CreatedInstance]:
+    async def create(self, args: _CreateCall) -> CreatedInstance:
         """Create an instance; for WHATSAPP-BAILEYS the result carries its first QR code.
 
         Takes the fields of :class:`~wachat_async.CreateSpec`; only those given are sent.
@@ -161,10 +207,10 @@ class AsyncInstances:
         :class:`~wachat_async.OutcomeUnknownError` if it cannot tell.
         """
         body = _decode.create_body(args)
-        return self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
+        return await self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
 
     @arguments(_CreateCall)
-    def create_qr_image(self, args: _CreateCall) -> Coroutine[Any, Any, QrImage]:
+    async def create_qr_image(self, args: _CreateCall) -> QrImage:
         """Create an instance and get its QR straight as PNG bytes (``?response=image``).
 
         Same fields and guarantees as :meth:`create`; WHATSAPP-BUSINESS instances have no QR.
@@ -172,7 +218,7 @@ class AsyncInstances:
         body = _decode.create_body(args)
         if body.get("integration") == Integration.WHATSAPP_BUSINESS:
             raise InvalidRequestError("WHATSAPP-BUSINESS instances have no QR code; use create()")
-        return self._creator.create_qr_image(
+        return await self._creator.create_qr_image(
             body, timeout=args.timeout, max_retries=args.max_retries
         )
 
@@ -265,12 +311,12 @@ class AsyncInstances:
     ) -> None:
         """Delete an instance. A connected instance must be logged out first (ConflictError)."""
         await self._executor.run(
-            _DELETE,
+            DELETE_INSTANCE,
             _decode.nothing,
             params=_instance(name),
             timeout=timeout,
             max_retries=max_retries,
-            done_if_gone=_nothing,
+            done_if_gone=already_gone,
         )
 
     async def profile_picture(
@@ -338,7 +384,3 @@ class AsyncInstances:
 
 def _instance(name: str) -> dict[str, str]:
     return {"instanceName": check.api_name("name", name)}
-
-
-def _nothing() -> None:
-    return None

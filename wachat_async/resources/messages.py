@@ -19,7 +19,7 @@ from .. import _decode
 from .. import _validate as check
 from .._build import builder
 from .._executor import Executor
-from .._transport import Call
+from .._request import Call
 from ..bulk.broadcast import BroadcastProgress, BroadcastResult, Pace, SendSpec, broadcast
 from ..errors import InvalidRequestError
 from ..models import (

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import attrs
 
-from .. import _decode
+from .. import _decode, _encode
 from .. import _validate as check
 from .._executor import NOT_DONE, Doubt, Executor, Found, NotDone
 from .._reconcile import (
@@ -84,7 +84,7 @@ class Creator:
     async def create(
         self, body: dict[str, Any], *, timeout: float | None = None, max_retries: int | None = None
     ) -> CreatedInstance:
-        """Send a checked create body (see :func:`~wachat_async._decode.create_body`)."""
+        """Send a checked create body (see :func:`~wachat_async._encode.create_body`)."""
         doubts: list[Doubt] = []
 
         async def reconcile(doubt: Doubt) -> Found[CreatedInstance] | NotDone:
@@ -206,7 +206,7 @@ class AsyncInstances:
         (``GET /instance/list``) instead of resending blindly, and raises
         :class:`~wachat_async.OutcomeUnknownError` if it cannot tell.
         """
-        body = _decode.create_body(args)
+        body = _encode.create_body(args)
         return await self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
 
     @arguments(_CreateCall)
@@ -215,7 +215,7 @@ class AsyncInstances:
 
         Same fields and guarantees as :meth:`create`; WHATSAPP-BUSINESS instances have no QR.
         """
-        body = _decode.create_body(args)
+        body = _encode.create_body(args)
         if body.get("integration") == Integration.WHATSAPP_BUSINESS:
             raise InvalidRequestError("WHATSAPP-BUSINESS instances have no QR code; use create()")
         return await self._creator.create_qr_image(

@@ -17,7 +17,6 @@ from typing import Any
 
 from .. import _decode
 from .. import _validate as check
-from .._build import builder
 from .._executor import Executor
 from .._request import Call
 from ..bulk.broadcast import BroadcastProgress, BroadcastResult, Pace, SendSpec, broadcast
@@ -37,7 +36,6 @@ from ..models import (
 )
 
 MAX_BUTTONS = 3
-_text_message = builder(TextMessage)
 
 
 def _put(body: dict[str, Any], key: str, field: str, value: str | None) -> None:
@@ -265,7 +263,7 @@ class AsyncMessages:
         max_retries: int | None = None,
     ) -> SendResult:
         """Send a text message."""
-        payload = _text_message(message, delay)
+        payload = TextMessage(message, delay=delay)
         return await self._send(name, number, payload, timeout, max_retries)
 
     async def send_media(

@@ -29,8 +29,8 @@ import cattrs
 
 from . import _json
 from ._build import draft_class
+from ._reading import RawResponse
 from ._request import JSON, PNG
-from ._transport import RawResponse
 from .models import (
     ALIASES,
     LOCAL,

@@ -15,18 +15,19 @@ or raises OutcomeUnknownError. Without one, it ends as OutcomeUnknownError, neve
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
 from . import _validate as check
 from ._config import Settings, call_timeout
 from ._decode import Undecodable
+from ._reading import RawResponse
 from ._request import Call, Request
 from ._retry import ProvenUndone
 from ._status import AnswerErrors
-from ._transport import RawResponse, Transport
+from ._transport import Transport
 from .errors import (
     APIConnectionError,
     FailureClass,
@@ -69,9 +70,19 @@ class NotDone:
 
 NOT_DONE = NotDone()
 
-#: The caller's reconciliation: Found(result) or NOT_DONE for a :class:`Doubt`, or raises
-#: OutcomeUnknownError.
-Reconcile = Callable[[Doubt], Awaitable["Found[T] | NotDone"]]
+
+class Reconcile(Protocol[T]):
+    """The caller's reconciliation of a non-idempotent call, asked about one :class:`Doubt`."""
+
+    async def settle(self, doubt: Doubt) -> Found[T] | NotDone:
+        """Found(result) when the doubtful attempt took effect, NOT_DONE when it did not (the
+        call is then resent); raises OutcomeUnknownError when nobody can tell."""
+        ...
+
+    async def resent(self, doubt: Doubt, result: T) -> T:
+        """The call's result, once it succeeded after ``doubt`` was settled NOT_DONE and it was
+        resent (a lost attempt may still land late: the place to look for it)."""
+        ...
 
 
 class Executor:
@@ -85,7 +96,7 @@ class Executor:
         self._timeout = settings.timeout
         self._policy = settings.retry
 
-    async def run(
+    def run(
         self,
         call: Call,
         decode: Callable[[RawResponse], T],
@@ -96,31 +107,36 @@ class Executor:
         max_retries: int | None = None,
         reconcile: Reconcile[T] | None = None,
         done_if_gone: Callable[[], T] | None = None,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Run ``call`` with its query ``params`` and JSON ``body``; decode its success answer.
 
         A non-idempotent call that fails ambiguously (or whose 2xx cannot be read) goes to
         ``reconcile``; without one it raises OutcomeUnknownError and is never resent.
         ``done_if_gone`` turns a 404 after an attempt that may have landed into success (a
-        delete: the earlier attempt did it).
+        delete: the earlier attempt did it). Returns the first attempt's coroutine (one frame
+        less on every call: the retries start from inside it when it fails).
         """
         seconds = self._timeout if timeout is None else call_timeout(timeout, self._timeout)
         if max_retries is not None:
             check.non_negative_int("max_retries", max_retries)
-        run = _Run(self, Request(call, params, body, seconds), decode, reconcile, done_if_gone)
-        try:
-            return await run.attempt(1)
-        except (WachatError, ProvenUndone) as failure:
-            first: BaseException = failure
-        return await self._policy.with_max_retries(max_retries).retry(
-            call.operation, first, run.attempt, idempotent=call.idempotent, started=run.started
-        )
+        request = Request(call, params, body, seconds)
+        return _Run(self, request, decode, reconcile, done_if_gone, max_retries).attempt(1)
 
 
 class _Run(Generic[T]):
-    """One call: its request, how its answer is read, and whether an attempt may have landed."""
+    """One call: its request, how its answer is read, and what its attempts taught."""
 
-    __slots__ = ("decode", "done_if_gone", "executor", "landed", "reconcile", "request", "started")
+    __slots__ = (
+        "cleared",
+        "decode",
+        "done_if_gone",
+        "executor",
+        "landed",
+        "max_retries",
+        "reconcile",
+        "request",
+        "started",
+    )
 
     def __init__(
         self,
@@ -129,32 +145,57 @@ class _Run(Generic[T]):
         decode: Callable[[RawResponse], T],
         reconcile: Reconcile[T] | None,
         done_if_gone: Callable[[], T] | None,
+        max_retries: int | None,
     ) -> None:
         self.executor = executor
         self.request = request
         self.decode = decode
         self.reconcile = reconcile
         self.done_if_gone = done_if_gone
+        self.max_retries = max_retries
         #: ``time.monotonic()`` when the first attempt began.
         self.started = time.monotonic()
         #: An earlier attempt may have taken effect (so a delete's 404 means it did).
         self.landed = False
+        #: The first doubt reconciliation settled as not done (the call was then resent).
+        self.cleared: Doubt | None = None
 
     async def attempt(self, number: int) -> T:
-        """Attempt ``number``: its result, or raises its failure (examined)."""
+        """Attempt ``number``: its result, or raises its failure (examined). The first one's
+        failure starts the retries, which call this again for attempts 2.."""
         executor = self.executor
+        resent = False
         try:
             raw = await executor.transport.send(self.request, number, self.started)
         except APIConnectionError as error:
-            return await self._examine(error, False)
-        if 200 <= raw.status < 300 and raw.readable:
-            try:
-                return self.decode(raw)
-            except Undecodable as problem:
-                failure = executor.errors.undecodable(raw, problem, number)
+            failure: WachatError = error
         else:
-            failure = executor.errors.for_status(self.request, raw, number)
-        return await self._examine(failure, raw.resent)
+            if 200 <= raw.status < 300 and raw.readable:
+                try:
+                    return self.decode(raw)
+                except Undecodable as problem:
+                    failure = executor.errors.undecodable(raw, problem, number)
+            else:
+                failure = executor.errors.for_status(self.request, raw, number)
+                resent = raw.resent
+        if number > 1:
+            return await self._examine(failure, resent)
+        return await self._retried(failure, resent)
+
+    async def _retried(self, first: WachatError, resent: bool) -> T:
+        """The call's end after its first attempt failed with ``first``."""
+        try:
+            return await self._examine(first, resent)
+        except (WachatError, ProvenUndone) as failure:
+            examined: BaseException = failure
+        policy = self.executor._policy.with_max_retries(self.max_retries)
+        call = self.request.call
+        value = await policy.retry(
+            call.operation, examined, self.attempt, idempotent=call.idempotent, started=self.started
+        )
+        if self.cleared is not None and self.reconcile is not None:
+            return await self.reconcile.resent(self.cleared, value)
+        return value
 
     async def _examine(self, failure: WachatError, resent: bool) -> T:
         """A result when the failure turns out to be none; otherwise raises it, or what it
@@ -177,7 +218,10 @@ class _Run(Generic[T]):
                 attempts=failure.attempts,
             )
         wall_started = time.time() - (time.monotonic() - self.started)
-        verdict = await self.reconcile(Doubt(self.request, failure, wall_started, processed))
+        doubt = Doubt(self.request, failure, wall_started, processed)
+        verdict = await self.reconcile.settle(doubt)
         if isinstance(verdict, Found):
             return verdict.value
+        if self.cleared is None:
+            self.cleared = doubt
         raise ProvenUndone(failure)

@@ -8,6 +8,7 @@ arguments. The create fields and the client options are each listed once this wa
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import typing
@@ -54,12 +55,17 @@ def arguments(
     """Decorate ``method(self, value: S)`` into ``method(self, *<spec's parameters>)``."""
 
     def decorate(method: Callable[[O, S], R]) -> Callable[Concatenate[O, P], R]:
+        own = signature(method)
+        returns = own.return_annotation
         wrapper: Any
-        if inspect.iscoroutinefunction(method):
-            # An ``async def`` stays one: its arguments are checked when it is awaited, like
-            # any other coroutine's, and tools see a coroutine function.
+        if typing.get_origin(returns) is collections.abc.Coroutine:
+            # A method that returns its coroutine (one frame less per call) becomes an
+            # ``async def``: its arguments are checked when it is awaited, like any other
+            # coroutine's, and tools see a coroutine function.
+            returns = typing.get_args(returns)[2]
+
             async def wrapper(self: O, /, *args: P.args, **kwargs: P.kwargs) -> Any:
-                return await method(self, spec(*args, **kwargs))
+                return await method(self, spec(*args, **kwargs))  # type: ignore[misc]
 
         else:
 
@@ -67,12 +73,12 @@ def arguments(
                 return method(self, spec(*args, **kwargs))
 
         functools.update_wrapper(wrapper, method)
-        own = signature(method)
         wrapper.__signature__ = own.replace(
             parameters=[
                 next(iter(own.parameters.values())).replace(kind=inspect.Parameter.POSITIONAL_ONLY),
                 *signature(spec).parameters.values(),
-            ]
+            ],
+            return_annotation=returns,
         )
         typed: Callable[Concatenate[O, P], R] = wrapper
         return typed

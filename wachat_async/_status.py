@@ -23,9 +23,9 @@ from typing import Any
 from . import _json
 from ._config import Settings
 from ._decode import Undecodable
+from ._reading import RawResponse
 from ._request import Request
 from ._security import Redactor
-from ._transport import RawResponse
 from .errors import (
     APIError,
     AuthenticationError,

@@ -11,10 +11,11 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Mapping,
 )
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 import attrs
@@ -50,6 +51,8 @@ from ..models import (
     QrImage,
 )
 
+R = TypeVar("R")
+
 QrCallback = Callable[[QrCode], Awaitable[None] | None]
 
 _CREATE_QR_IMAGE = Call("instances.create_qr_image", "POST", "/instance/create", accept=PNG)
@@ -72,6 +75,34 @@ class _CreateCall(CreateSpec):
     max_retries: int | None = attrs.field(default=None, kw_only=True)
 
 
+class _Reconciliation(Generic[R]):
+    """How a doubtful create is settled for one kind of result: the reconciler finds the
+    instance, ``build`` turns it into the result; after a resend, the reconciler sweeps away the
+    duplicate a late first attempt may leave, and ``swept`` records what it deleted."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        build: Callable[[InstanceInfo], Awaitable[R]],
+        api_name: Callable[[R], str],
+        swept: Callable[[R, tuple[str, ...]], R],
+    ) -> None:
+        self._reconciler = reconciler
+        self._build = build
+        self._api_name = api_name
+        self._swept = swept
+
+    async def settle(self, doubt: Doubt) -> Found[R] | NotDone:
+        found = await self._reconciler.settle(doubt)
+        return NOT_DONE if found is None else Found(await self._build(found))
+
+    async def resent(self, doubt: Doubt, result: R) -> R:
+        deleted = await self._reconciler.sweep(
+            doubt.request.body["instanceName"], keep=self._api_name(result), since=doubt.started
+        )
+        return self._swept(result, deleted) if deleted else result
+
+
 class Creator:
     """Creates instances exactly once. ``instances.create`` and bulk provisioning both use it:
     a create whose outcome is in doubt is reconciled, never blindly resent, and when it was
@@ -80,64 +111,45 @@ class Creator:
     def __init__(self, executor: Executor, reconciler: Reconciler) -> None:
         self._executor = executor
         self._reconciler = reconciler
+        self._created = _Reconciliation(
+            reconciler,
+            self.created_from,
+            lambda created: created.instance.api_instance_name,
+            lambda created, deleted: attrs.evolve(created, duplicates_deleted=deleted),
+        )
+        # A QrImage has no place to list what was deleted: the sweep's log says it.
+        self._qr_image = _Reconciliation(
+            reconciler,
+            self._qr_image_from,
+            lambda image: image.api_instance_name,
+            lambda image, deleted: image,
+        )
 
-    async def create(
+    def create(
         self, body: dict[str, Any], *, timeout: float | None = None, max_retries: int | None = None
-    ) -> CreatedInstance:
+    ) -> Coroutine[Any, Any, CreatedInstance]:
         """Send a checked create body (see :func:`~wachat_async._encode.create_body`)."""
-        doubts: list[Doubt] = []
-
-        async def reconcile(doubt: Doubt) -> Found[CreatedInstance] | NotDone:
-            found = await self._reconciler.settle(doubt)
-            if found is None:
-                doubts.append(doubt)  # proven not done: it is resent
-                return NOT_DONE
-            return Found(await self.created_from(found))
-
-        created = await self._executor.run(
+        return self._executor.run(
             CREATE_INSTANCE,
             _decode.created,
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=reconcile,
+            reconcile=self._created,
         )
-        if doubts:
-            deleted = await self._reconciler.sweep(
-                body["instanceName"],
-                keep=created.instance.api_instance_name,
-                since=doubts[0].started,
-            )
-            if deleted:
-                created = attrs.evolve(created, duplicates_deleted=deleted)
-        return created
 
-    async def create_qr_image(
+    def create_qr_image(
         self, body: dict[str, Any], *, timeout: float | None, max_retries: int | None
-    ) -> QrImage:
-        doubts: list[Doubt] = []
-
-        async def reconcile(doubt: Doubt) -> Found[QrImage] | NotDone:
-            found = await self._reconciler.settle(doubt)
-            if found is None:
-                doubts.append(doubt)
-                return NOT_DONE
-            return Found(await self._qr_image_from(found))
-
-        image = await self._executor.run(
+    ) -> Coroutine[Any, Any, QrImage]:
+        return self._executor.run(
             _CREATE_QR_IMAGE,
             _decode.qr_image,
             params=_AS_IMAGE,
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=reconcile,
+            reconcile=self._qr_image,
         )
-        if doubts:  # the result has no place to say so: the sweep's log does
-            await self._reconciler.sweep(
-                body["instanceName"], keep=image.api_instance_name, since=doubts[0].started
-            )
-        return image
 
     async def recover(self, friendly: str, started_at: float) -> CreatedInstance | None:
         """The instance an interrupted earlier run created as ``friendly`` (its create began
@@ -198,7 +210,7 @@ class AsyncInstances:
     # -- create ---------------------------------------------------------------------------
 
     @arguments(_CreateCall)
-    async def create(self, args: _CreateCall) -> CreatedInstance:
+    def create(self, args: _CreateCall) -> Coroutine[Any, Any, CreatedInstance]:
         """Create an instance; for WHATSAPP-BAILEYS the result carries its first QR code.
 
         Takes the fields of :class:`~wachat_async.CreateSpec`; only those given are sent.
@@ -207,10 +219,10 @@ class AsyncInstances:
         :class:`~wachat_async.OutcomeUnknownError` if it cannot tell.
         """
         body = _encode.create_body(args)
-        return await self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
+        return self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
 
     @arguments(_CreateCall)
-    async def create_qr_image(self, args: _CreateCall) -> QrImage:
+    def create_qr_image(self, args: _CreateCall) -> Coroutine[Any, Any, QrImage]:
         """Create an instance and get its QR straight as PNG bytes (``?response=image``).
 
         Same fields and guarantees as :meth:`create`; WHATSAPP-BUSINESS instances have no QR.
@@ -218,7 +230,7 @@ class AsyncInstances:
         body = _encode.create_body(args)
         if body.get("integration") == Integration.WHATSAPP_BUSINESS:
             raise InvalidRequestError("WHATSAPP-BUSINESS instances have no QR code; use create()")
-        return await self._creator.create_qr_image(
+        return self._creator.create_qr_image(
             body, timeout=args.timeout, max_retries=args.max_retries
         )
 

@@ -89,10 +89,24 @@ def _connection_watch() -> aiohttp.TraceConfig:
 class Transport:
     """Sends calls over one :class:`aiohttp.ClientSession`: the caller's, or one of its own."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        shares: Transport | None = None,
+    ) -> None:
+        """A transport for ``settings`` over ``session`` (None: one of its own), or over the
+        session of ``shares`` (a client made by ``with_options``: same pool, other options)."""
         self._settings = settings
         self._base_url = URL(settings.base_url)
-        self._life = SessionLife(session, self._new_session)
+        self._life: SessionLife = (
+            SessionLife(session, self._new_session) if shares is None else shares._life
+        )
+        #: The timeout our session applies when a request names none.
+        self._session_timeout: float = (
+            settings.timeout if shares is None else shares._session_timeout
+        )
         owned = self._life.owned
         self.redact = Redactor(settings.api_key)
         self._urls: dict[str, URL] = {}
@@ -229,7 +243,7 @@ class Transport:
         kwargs = self._extra
         headers = self._headers.get(call.accept, None)
         # A caller's session gets its headers with every request, so it always passes here.
-        if headers is not None or timeout != self._settings.timeout:
+        if headers is not None or timeout != self._session_timeout:
             kwargs = {**kwargs, "headers": headers, "timeout": self.timeout(timeout)}
         connects: dict[str, Any] | None = None
         if self._watches:

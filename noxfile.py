@@ -24,6 +24,8 @@ TEST_DEPS = [
     "jsonschema",
     "pillow",
     "zxing-cpp",
+    # A test CA for the https API behind a recording proxy (tests/test_core_proxy.py).
+    "trustme",
     # Drives the system chromium (Debian's package, installed by .ci/run) in the dev phone
     # tests; never `playwright install`: no browser is downloaded.
     "playwright",

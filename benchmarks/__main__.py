@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.server import CREATED
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FLOOR = "raw_aiohttp"
@@ -49,6 +51,8 @@ TIMED = [
 COUNTED = [
     ("create, minimal answer", "min", "create", "AsyncWachat", FLOOR, 64),
     ("create, 6 KB QR answer", "qr", "create", "AsyncWachat", FLOOR, 64),
+    ("create, every documented field, minimal QR", "full", "create", "AsyncWachat", FLOOR, 64),
+    ("create, every documented field, 6 KB QR", "full_qr", "create", "AsyncWachat", FLOOR, 64),
     ("state (a GET)", "min", "state", "AsyncWachat", FLOOR, 64),
     ("send_text", "min", "send", "AsyncWachat", FLOOR, 64),
     ("Wachat vs requests.Session, sequential", "min", "create", "Wachat", "requests.Session", 1),
@@ -131,7 +135,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def converter_micro() -> dict[str, Any]:
     """Decoding one create answer into models, against the standard json.loads alone."""
-    from benchmarks.server import CREATED
     from wachat_async import CreatedInstance, _decode
 
     body = CREATED["qr"]
@@ -289,6 +292,13 @@ def main() -> None:
     parser.add_argument("--broadcast", type=int, default=100_000, help="messages to broadcast")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="LABEL",
+        help="count only the instruction rows whose label starts with one of these, and run "
+        "nothing else (prints; writes nothing)",
+    )
+    parser.add_argument(
         "--instructions",
         type=int,
         default=0,
@@ -307,8 +317,24 @@ def main() -> None:
     assert server.stdout is not None
     assert server.stdin is not None
     root = f"http://127.0.0.1:{server.stdout.readline().strip()}"
-    base = {size: f"{root}/{size}/api/v1" for size in ("min", "qr")}
+    base = {size: f"{root}/{size}/api/v1" for size in CREATED}
     try:
+        if args.only:
+            for label, size, op, case, floor, concurrency in COUNTED:
+                if label.startswith(tuple(args.only)):
+                    count = max(args.instructions, 1)
+                    mine = statistics.median(
+                        per_request(case, op, concurrency, base[size]) for _ in range(count)
+                    )
+                    theirs = statistics.median(
+                        per_request(floor, op, concurrency, base[size]) for _ in range(count)
+                    )
+                    print(
+                        f"{label}: {mine:,.0f} vs {floor} {theirs:,.0f} instructions/req, "
+                        f"{mine / theirs:.3f}x",
+                        flush=True,
+                    )
+            return
         runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         for round_number in range(args.rounds):
             for case, op, concurrency in TIMED:

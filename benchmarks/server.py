@@ -2,9 +2,12 @@
 
 A canned answer costs the server almost nothing, so what is measured is the client. Each
 answer size has its own base URL: ``/min/api/v1`` answers a create with the instance alone,
-``/qr/api/v1`` with a realistic QR code (a ~6 KB data URL). State and sends answer as Wachat
-does. The server remembers when each instance's sends arrived (``GET /stats/sends``), so that
-pacing is measured where it matters.
+``/qr/api/v1`` with a realistic QR code (a ~6 KB data URL); ``/full/api/v1`` and
+``/full_qr/api/v1`` with every documented field of the create answer (``instance-create.md``:
+the instance's seven, the QR's ``pairingCode``, ``code``, ``base64``, ``imageUrl``, ``liveUrl``
+and ``count``, and ``qrError``), with a minimal QR and with the 6 KB one. State and sends
+answer as Wachat does. The server remembers when each instance's sends arrived
+(``GET /stats/sends``), so that pacing is measured where it matters.
 
 Prints its port on stdout, then serves until stdin closes.
 """
@@ -44,9 +47,22 @@ _QR = {
     "liveUrl": f"https://app.wachat.net/api/v1/instance/qr/live?instanceName={API_NAME}",
     "count": 1,
 }
+#: The smallest QR a server could send: a 1x1 PNG's data URL.
+_MINIMAL_QR = {
+    **_QR,
+    "code": "2@" + "x" * 20,
+    "base64": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42"
+    "mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+}
 CREATED = {
     "min": json.dumps({"success": True, "instance": _INSTANCE, "qrcode": None}).encode(),
     "qr": json.dumps({"success": True, "instance": _INSTANCE, "qrcode": _QR}).encode(),
+    "full": json.dumps(
+        {"success": True, "instance": _INSTANCE, "qrcode": _MINIMAL_QR, "qrError": None}
+    ).encode(),
+    "full_qr": json.dumps(
+        {"success": True, "instance": _INSTANCE, "qrcode": _QR, "qrError": None}
+    ).encode(),
 }
 STATE = json.dumps(
     {

@@ -170,7 +170,7 @@ def test_a_throttled_call_says_when_to_run_it_again(
 def api_error(hint: str | None, code: str | None = None) -> APIError:
     error = ConflictError(409, "still connected", hint=hint, retry_after=5)
     if code is not None:
-        error.hint_code = code  # type: ignore[attr-defined]  # as libraries with codes set it
+        error.hint_code = code
     return error
 
 

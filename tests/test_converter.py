@@ -31,7 +31,8 @@ from wachat_async import (
 )
 from wachat_async._config import Settings
 from wachat_async._executor import Executor
-from wachat_async._transport import RawResponse, Transport
+from wachat_async._reading import RawResponse
+from wachat_async._transport import Transport
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ def read(decoder: Callable[[RawResponse], T], raw: RawResponse) -> T:
     try:
         return decoder(raw)
     except _decode.Undecodable as problem:
-        error = EXECUTOR.undecodable(raw, problem, 1)
+        error = EXECUTOR.errors.undecodable(raw, problem, 1)
     raise error
 
 

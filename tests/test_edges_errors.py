@@ -29,7 +29,7 @@ from wachat_async import (
     RetryPolicy,
     errors,
 )
-from wachat_async._transport import Call
+from wachat_async._request import Call
 from wachat_async.models import NonEmptyStr
 from wachat_async.testing import FakeWachat, Fault
 

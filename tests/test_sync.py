@@ -167,7 +167,7 @@ def test_with_options_shares_the_session(thread_server: FakeWachat) -> None:
         with pytest.raises(ServerError) as info:
             quick.instances.list()
         assert info.value.attempts == 1
-        assert quick._async._transport is wa._async._transport
+        assert quick._async._transport._life is wa._async._transport._life  # one pool
         quick.close()  # a derived client closes nothing
         assert not wa.closed
     assert quick.closed

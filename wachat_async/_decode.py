@@ -1,4 +1,4 @@
-"""The cattrs converter, both ways, and the body decoders.
+"""The cattrs converter and the body decoders: answers into models.
 
 Into models (JSON camelCase -> snake_case attrs classes), strict where it must be: cattrs
 coerces by default (``None`` -> ``"None"``, ``"false"`` -> True), so every primitive is checked
@@ -8,8 +8,7 @@ Tolerant where it should be: unknown keys are ignored, unknown enum values survi
 A body that does not fit raises :class:`Undecodable` naming the JSON field; the executor turns
 it into a ResponseValidationError with the (redacted) body.
 
-Out of request specs: :func:`create_body` turns a :class:`~wachat_async.models.CreateSpec` into
-the wire body, each field checked by the check in its metadata, under its Python name.
+Request bodies go the other way in :mod:`~wachat_async._encode`.
 
 The converter is assembled in named steps (``register_*``), each one idea.
 """
@@ -17,7 +16,6 @@ The converter is assembled in named steps (``register_*``), each one idea.
 from __future__ import annotations
 
 import email.utils
-import functools
 import time
 import types
 import typing
@@ -28,21 +26,17 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
 
 from . import _json
-from ._build import builder, twin
-from ._transport import JSON, PNG, RawResponse
-from .errors import InvalidRequestError
+from ._build import draft_class
+from ._reading import RawResponse
+from ._request import JSON, PNG
 from .models import (
     ALIASES,
     LOCAL,
-    WIRE,
     CreatedInstance,
-    CreateSpec,
     InstanceInfo,
     InstanceState,
-    Integration,
     NonEmptyStr,
     OpenEnum,
     QrCode,
@@ -244,14 +238,14 @@ def _wrong(key: str, label: str, value: Any) -> Mismatch:
 def _model_structure_code(cls: type[Any], converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
     """Straight-line code that builds ``cls`` from its JSON object: one ``dict.get`` and one
     inline check per primitive field, the converter's hook for the others, each value stored
-    into the object as it is read (through the class's :func:`~wachat_async._build.twin`).
+    into the object as it is read (through the class's :func:`~wachat_async._build.draft_class`).
     cattrs' own generated functions call a hook per field and construct by keyword through the
     frozen ``__init__``; on the hot path that cost more than all the rest of the client's
     handling of a request (``benchmarks/README.md``)."""
-    made = twin(cls)
+    made = draft_class(cls)
     namespace: dict[str, Any] = {
         "cls": cls,
-        "twin": made,
+        "draft": made,
         "new": object.__new__,
         "Mapping": Mapping,
         "MISSING": _MISSING,
@@ -265,7 +259,7 @@ def _model_structure_code(cls: type[Any], converter: cattrs.Converter) -> Callab
         "    raise Mismatch(f'expected object, got {json_type(o)}')",
     ]
     if made is not None:
-        lines.append("  obj = new(twin)")
+        lines.append("  obj = new(draft)")
     values: list[tuple[str, str]] = []
     attrs.resolve_types(cls)  # annotations are strings in these modules
     for i, field in enumerate(attrs.fields(cls)):
@@ -352,25 +346,6 @@ def register_models(conv: cattrs.Converter) -> None:
     conv.register_structure_hook_factory(attrs.has, lambda cls: _model_structure_code(cls, conv))
 
 
-def _wire_body(conv: cattrs.Converter, spec_type: type[Any]) -> Callable[[Any], dict[str, Any]]:
-    """``spec -> wire dict``: given fields only, camelCase, each checked by its metadata check
-    under its Python name (so the message speaks the caller's words)."""
-    overrides = {
-        f.name: override(
-            rename=camel(f.name),
-            omit_if_default=True,
-            unstruct_hook=functools.partial(f.metadata[WIRE], f.name),
-        )
-        for f in attrs.fields(spec_type)
-    }
-    fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        spec_type,
-        conv,
-        **overrides,  # type: ignore[arg-type]
-    )
-    return fn
-
-
 def build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     register_strict_primitives(conv)
@@ -383,23 +358,6 @@ def build_converter() -> cattrs.Converter:
 
 
 converter = build_converter()
-_create_wire = _wire_body(converter, CreateSpec)
-_META = ("meta_token", "meta_business_id", "meta_phone_number_id")
-
-
-def create_body(spec: CreateSpec) -> dict[str, Any]:
-    """The checked wire body of a create: only the fields given."""
-    if not isinstance(spec, CreateSpec):
-        raise InvalidRequestError(f"expected a CreateSpec, got {type(spec).__name__}")
-    body = _create_wire(spec)
-    if body.get("integration") == Integration.WHATSAPP_BUSINESS:  # a str enum: plain == works
-        missing = [name for name in _META if getattr(spec, name) is None]
-        if missing:
-            raise InvalidRequestError(
-                "WHATSAPP-BUSINESS instances need meta_token, meta_business_id and "
-                f"meta_phone_number_id; missing: {', '.join(missing)}"
-            )
-    return body
 
 
 # -- structuring with the failing field named ------------------------------------------------
@@ -565,9 +523,6 @@ def _message_id(data: Any) -> str | None:
     return None
 
 
-_send_result = builder(SendResult)
-
-
 def send_result(raw: RawResponse) -> SendResult:
     """The success body is undocumented: keep it all; read what is typed as expected."""
     try:
@@ -580,7 +535,7 @@ def send_result(raw: RawResponse) -> SendResult:
         success = success if type(success) is bool else None
         message = data.get("message")
         message = message if type(message) is str else None
-    return _send_result(raw.status, success, message, _message_id(data), data)
+    return SendResult(raw.status, success, message, _message_id(data), data)
 
 
 def nothing(raw: RawResponse) -> None:

@@ -9,15 +9,16 @@ Each failure carries a :class:`~wachat_async.errors.FailureClass`:
   idempotent, or when reconciliation proved that nothing happened.
 - ``FATAL``: raised at once.
 
-tenacity drives the loop: a fresh :class:`tenacity.AsyncRetrying` per call that needs one (its
-statistics are per instance and would race if shared). The first attempt is made by the caller
-outside tenacity, since most calls succeed at once; when it fails, the loop starts by replaying
-that failure as its own first attempt, so every decision goes through the same rules.
-Cancellation is never retried.
+tenacity drives the retries: a fresh :class:`tenacity.AsyncRetrying` per call that needs one
+(its statistics are per instance and would race if shared). The first attempt is made by the
+caller, outside tenacity, since most calls succeed at once; the same attempt function then makes
+attempts 2.. in tenacity's loop, and the same rules (:meth:`RetryPolicy.allows`, its waits and
+its time budget) decide before each. Cancellation is never retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -60,9 +61,10 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
         return random.uniform(0.0, ceiling)
 
-    def allows(self, error: BaseException, resendable: bool) -> bool:
-        """May the call be tried again after ``error``? ``resendable``: the call is idempotent,
-        or reconciliation proved the failed attempt had no effect."""
+    def allows(self, error: BaseException, idempotent: bool) -> bool:
+        """May a call (``idempotent`` or not) be tried again after ``error``?"""
+        if isinstance(error, ProvenUndone):
+            return True  # it had no effect: as good as never sent
         if not isinstance(error, WachatError):
             return False  # cancellation, programming errors
         failure = error.failure
@@ -72,7 +74,7 @@ class RetryPolicy:
             retry_after: float | None = getattr(error, "retry_after", None)
             return retry_after is None or retry_after <= self.max_retry_after
         if failure is FailureClass.AMBIGUOUS:
-            return resendable
+            return idempotent
         return False
 
     def delay_after(self, error: BaseException | None, attempts_made: int) -> float:
@@ -80,54 +82,89 @@ class RetryPolicy:
         retry_after: float | None = getattr(error, "retry_after", None)
         return retry_after if retry_after is not None else self.backoff(attempts_made)
 
+    def _in_budget(self, started: float, wait: float) -> bool:
+        """Whether an attempt after ``wait`` more seconds still starts within the time budget."""
+        return time.monotonic() - started + wait < self.total_budget
+
     async def retry(
         self,
         operation: str,
-        first_failure: WachatError,
+        first_failure: BaseException,
         attempt: Callable[[int], Awaitable[T]],
         *,
-        resendable: Callable[[], bool],
+        idempotent: bool,
         started: float,
     ) -> T:
-        """Attempts 2.. after ``first_failure``; ``attempt(n)`` makes attempt number ``n``.
+        """Attempts 2.. after the first one failed with ``first_failure``; ``attempt(n)`` makes
+        attempt number ``n``. ``started`` is when the first attempt began (``time.monotonic()``).
 
-        ``started`` is when the first attempt began (``time.monotonic()``), for the time budget.
-        Returns the first success, or raises the last failure.
+        Returns the first success, or raises the last failure (the one a
+        :class:`ProvenUndone` carries, for an attempt reconciliation cleared).
         """
 
         def may_retry(error: BaseException) -> bool:
-            return self.allows(error, resendable())
+            return self.allows(error, idempotent)
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            return self.delay_after(error, state.attempt_number)
-
-        def log(state: tenacity.RetryCallState) -> None:
+        def log(number: int, error: BaseException | None, wait: float) -> None:
             if logger.isEnabledFor(logging.DEBUG):
-                error = state.outcome.exception() if state.outcome else None
-                failure = getattr(error, "failure", None)
+                failure = getattr(_reported(error), "failure", None)
                 logger.debug(
                     "retrying %s: attempt %d failed (%s: %s); waiting %.2f s",
                     operation,
-                    state.attempt_number,
+                    number,
                     failure.value if failure else "unknown",
-                    error,
-                    state.upcoming_sleep,
+                    _reported(error),
+                    wait,
                 )
 
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1)
-            | tenacity.stop_before_delay(self.total_budget - (time.monotonic() - started)),
-            wait=wait,
-            retry=tenacity.retry_if_exception(may_retry),
-            before_sleep=log,
-            reraise=True,
-        )
-        replay: WachatError | None = first_failure
-        async for trial in retrying:
-            with trial:
-                if replay is not None:
-                    failure, replay = replay, None
-                    raise failure
-                return await attempt(trial.retry_state.attempt_number)
+        # tenacity numbers its own attempts from 1: its attempt n is the call's attempt n + 1.
+        def stop(state: tenacity.RetryCallState) -> bool:
+            return state.attempt_number >= self.max_retries or not self._in_budget(
+                started, state.upcoming_sleep
+            )
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.delay_after(_reported(error), state.attempt_number + 1)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log(state.attempt_number + 1, error, state.upcoming_sleep)
+
+        first_wait = self.delay_after(_reported(first_failure), 1)
+        try:
+            if (
+                self.max_retries == 0
+                or not may_retry(first_failure)
+                or not self._in_budget(started, first_wait)
+            ):
+                raise first_failure
+            log(1, first_failure, first_wait)
+            await asyncio.sleep(first_wait)
+            retrying = tenacity.AsyncRetrying(
+                stop=stop,
+                wait=wait,
+                retry=tenacity.retry_if_exception(may_retry),
+                before_sleep=before_sleep,
+                reraise=True,
+            )
+            async for trial in retrying:
+                with trial:
+                    return await attempt(trial.retry_state.attempt_number + 1)
+        except ProvenUndone as cleared:
+            raise cleared.failure from None
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+
+class ProvenUndone(Exception):
+    """Raised by an attempt that failed ambiguously but was proven to have had no effect
+    (reconciliation found nothing): the call may be resent, even if not idempotent. ``failure``
+    is what the call reports when it is not resent."""
+
+    def __init__(self, failure: WachatError) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def _reported(error: BaseException | None) -> BaseException | None:
+    return error.failure if isinstance(error, ProvenUndone) else error

@@ -15,8 +15,9 @@ from ._config import OptionChanges, Settings, options_of
 from ._executor import Executor
 from ._help import Group, with_group_index
 from ._reconcile import Reconciler
+from ._request import ANY, Call
 from ._signatures import arguments
-from ._transport import ANY, Call, Transport
+from ._transport import Transport
 from .errors import InvalidRequestError
 from .resources.instances import AsyncInstances
 from .resources.messages import AsyncMessages, Sender
@@ -97,8 +98,8 @@ class AsyncWachat:
         """A client with other defaults (timeouts, retries, reconciliation, size caps) that
         shares this one's connection pool. Closing it closes nothing; close the original."""
         settings = changes.apply(self._settings)
-        derived = type(self)(settings.api_key, **options_of(settings))
-        derived._connect(settings, self._transport, owns_pool=False)
+        derived = object.__new__(type(self))  # no pool of its own to build and throw away
+        derived._connect(settings, Transport(settings, shares=self._transport), owns_pool=False)
         return derived
 
     async def __aenter__(self) -> Self:

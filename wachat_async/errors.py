@@ -113,7 +113,9 @@ class InvalidRequestError(WachatError, ValueError):
 class APIError(WachatError):
     """The server answered with an error status.
 
-    ``message`` is the server's own words; ``hint`` (when set) says what usually causes it.
+    ``message`` is the server's own words; ``hint`` (when set) says what usually causes it,
+    and ``hint_code`` names that hint with a stable code (``"sandbox_key"``, ``"logout_first"``,
+    ...: see ``wachat_async._status``), for interfaces that phrase it themselves.
     """
 
     failure: FailureClass | None = FailureClass.FATAL
@@ -130,6 +132,7 @@ class APIError(WachatError):
         retry_after: float | None = None,
         failure: FailureClass | None = None,
         hint: str | None = None,
+        hint_code: str | None = None,
         attempts: int = 1,
     ) -> None:
         self.status_code = status_code
@@ -142,6 +145,7 @@ class APIError(WachatError):
         #: Seconds the server asked to wait before trying again (``Retry-After``), if it said.
         self.retry_after = retry_after
         self.hint = hint
+        self.hint_code = hint_code
         if failure is not None:
             self.failure = failure
         super().__init__(self._describe(), attempts=attempts)

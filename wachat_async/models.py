@@ -179,6 +179,9 @@ class CreatedInstance:
     success: bool = True
     #: True when the create's response was lost and the instance was found by reconciliation.
     reconciled: bool = attrs.field(default=False, metadata={LOCAL: True})
+    #: API names of the duplicates deleted after this create was resent: a lost earlier
+    #: attempt that landed late made them (never a connected one; see the README).
+    duplicates_deleted: tuple[str, ...] = attrs.field(default=(), metadata={LOCAL: True})
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 

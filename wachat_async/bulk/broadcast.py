@@ -43,8 +43,8 @@ from typing import Any, Protocol
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
+from .._request import Call
 from .._retry import RetryPolicy
-from .._transport import Call
 from ..errors import (
     BadRequestError,
     ConflictError,
@@ -374,7 +374,7 @@ class _Broadcast:
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)
         except WachatError as exc:  # the server refused it, or it never left: not sent
             self._record(item, FAILED, error=exc)
-            if _holds_the_instance(exc) or self.policy.allows(exc, resendable=False):
+            if _holds_the_instance(exc) or self.policy.allows(exc, idempotent=False):
                 return exc
             if isinstance(exc, BadRequestError | ConflictError | NotFoundError) and (
                 await self._disconnected(lane, exc)

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from .. import _validate as check
-from .._transport import Call
+from .._request import Call
 from ..errors import InvalidRequestError
 from ..models import MessagePayload
 from ._pool import END, reader

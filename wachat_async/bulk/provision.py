@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from .. import _decode
+from .. import _encode
 from .. import _validate as check
 from .._config import Settings
 from ..errors import InvalidRequestError, JournalError, WachatError
@@ -176,7 +176,7 @@ class _Provisioner:
     async def one(self, index: int, given: SpecInput) -> ProvisionResult:
         try:
             spec = _as_spec(given)
-            body = _decode.create_body(spec)
+            body = _encode.create_body(spec)
         except InvalidRequestError as exc:
             return ProvisionResult(index, given, error=exc)
         friendly: str = body["instanceName"]

@@ -16,17 +16,23 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 import attrs
 
-from .. import _decode
+from .. import _decode, _encode
 from .. import _validate as check
-from .._executor import Executor
-from .._reconcile import CREATE_INSTANCE, LIST_INSTANCES, Reconciler
+from .._executor import NOT_DONE, Doubt, Executor, Found, NotDone
+from .._reconcile import (
+    CREATE_INSTANCE,
+    DELETE_INSTANCE,
+    LIST_INSTANCES,
+    Reconciler,
+    already_gone,
+)
+from .._request import ANY, PNG, Call
 from .._signatures import arguments
-from .._transport import ANY, PNG, Call
 from ..bulk.dedupe import DuplicateGroup, dedupe, journal_choices
 from ..bulk.journal import Journal
 from ..bulk.provision import ProvisionProgress, ProvisionResult, provision
@@ -48,6 +54,8 @@ from ..models import (
     QrImage,
 )
 
+R = TypeVar("R")
+
 QrCallback = Callable[[QrCode], Awaitable[None] | None]
 
 _CREATE_QR_IMAGE = Call("instances.create_qr_image", "POST", "/instance/create", accept=PNG)
@@ -55,7 +63,6 @@ _AS_IMAGE = {"response": "image"}
 _QR = Call("instances.qr", "GET", "/instance/qr")
 _QR_IMAGE = Call("instances.qr_image", "GET", "/instance/qr/image", accept=PNG)
 _STATE = Call("instances.state", "GET", "/instance/state")
-_DELETE = Call("instances.delete", "DELETE", "/instance/delete")
 _PROFILE_PICTURE = Call("instances.profile_picture", "GET", "/instance/profile-picture", accept=ANY)
 
 #: The shortest pause between two polls of ``wait_until_connected``.
@@ -71,28 +78,67 @@ class _CreateCall(CreateSpec):
     max_retries: int | None = attrs.field(default=None, kw_only=True)
 
 
+class _Reconciliation(Generic[R]):
+    """How a doubtful create is settled for one kind of result: the reconciler finds the
+    instance, ``build`` turns it into the result; after a resend, the reconciler sweeps away the
+    duplicate a late first attempt may leave, and ``swept`` records what it deleted."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        build: Callable[[InstanceInfo], Awaitable[R]],
+        api_name: Callable[[R], str],
+        swept: Callable[[R, tuple[str, ...]], R],
+    ) -> None:
+        self._reconciler = reconciler
+        self._build = build
+        self._api_name = api_name
+        self._swept = swept
+
+    async def settle(self, doubt: Doubt) -> Found[R] | NotDone:
+        found = await self._reconciler.settle(doubt)
+        return NOT_DONE if found is None else Found(await self._build(found))
+
+    async def resent(self, doubt: Doubt, result: R) -> R:
+        deleted = await self._reconciler.sweep(
+            doubt.request.body["instanceName"], keep=self._api_name(result), since=doubt.started
+        )
+        return self._swept(result, deleted) if deleted else result
+
+
 class Creator:
     """Creates instances exactly once. ``instances.create`` and bulk provisioning both use it:
-    a create whose outcome is ambiguous is reconciled, never blindly resent."""
+    a create whose outcome is in doubt is reconciled, never blindly resent, and when it was
+    resent, the duplicate a late first attempt may leave is swept away."""
 
-    def __init__(self, executor: Executor, reconciler: Reconciler, instances: AsyncInstances):
+    def __init__(self, executor: Executor, reconciler: Reconciler) -> None:
         self._executor = executor
         self._reconciler = reconciler
-        self._instances = instances
-        self._reconcile_create = reconciler.hook(self.created_from)
-        self._reconcile_qr_image = reconciler.hook(self.qr_image_from)
+        self._created = _Reconciliation(
+            reconciler,
+            self.created_from,
+            lambda created: created.instance.api_instance_name,
+            lambda created, deleted: attrs.evolve(created, duplicates_deleted=deleted),
+        )
+        # A QrImage has no place to list what was deleted: the sweep's log says it.
+        self._qr_image = _Reconciliation(
+            reconciler,
+            self._qr_image_from,
+            lambda image: image.api_instance_name,
+            lambda image, deleted: image,
+        )
 
     def create(
         self, body: dict[str, Any], *, timeout: float | None = None, max_retries: int | None = None
     ) -> Coroutine[Any, Any, CreatedInstance]:
-        """Send a checked create body (see :func:`~wachat_async._decode.create_body`)."""
+        """Send a checked create body (see :func:`~wachat_async._encode.create_body`)."""
         return self._executor.run(
             CREATE_INSTANCE,
             _decode.created,
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=self._reconcile_create,
+            reconcile=self._created,
         )
 
     def create_qr_image(
@@ -105,12 +151,20 @@ class Creator:
             body=body,
             timeout=timeout,
             max_retries=max_retries,
-            reconcile=self._reconcile_qr_image,
+            reconcile=self._qr_image,
         )
 
     async def recover(self, friendly: str, started_at: float) -> CreatedInstance | None:
-        """The instance an interrupted earlier run created as ``friendly``, or None."""
-        return await self._reconciler.recover(friendly, started_at, self.created_from)
+        """The instance an interrupted earlier run created as ``friendly`` (its create began
+        at ``started_at``), or None if it did not."""
+        settings = self._executor.settings
+        found = await self._reconciler.find(
+            CREATE_INSTANCE,
+            friendly,
+            since=started_at,
+            settle_until=started_at + settings.timeout + settings.settle_delay,
+        )
+        return None if found is None else await self.created_from(found)
 
     async def created_from(self, info: InstanceInfo) -> CreatedInstance:
         """A create's result rebuilt from the instance list (its QR code fetched afresh)."""
@@ -118,7 +172,9 @@ class Creator:
         qr_error: str | None = None
         if info.integration is not Integration.WHATSAPP_BUSINESS:
             try:
-                qrcode = await self._instances.qr(info.api_instance_name)
+                qrcode = await self._executor.run(
+                    _QR, _decode.qr, params=_instance(info.api_instance_name)
+                )
             except WachatError as exc:
                 qr_error = f"QR could not be fetched after reconciliation: {exc}"
         instance = Instance(
@@ -134,8 +190,10 @@ class Creator:
             instance=instance, qrcode=qrcode, qr_error=qr_error, reconciled=True, raw=info.raw
         )
 
-    async def qr_image_from(self, info: InstanceInfo) -> QrImage:
-        png = await self._instances.qr_image(info.api_instance_name)
+    async def _qr_image_from(self, info: InstanceInfo) -> QrImage:
+        png = await self._executor.run(
+            _QR_IMAGE, _decode.png, params=_instance(info.api_instance_name)
+        )
         return QrImage(
             png=png, instance_name=info.instance_name, api_instance_name=info.api_instance_name
         )
@@ -150,7 +208,7 @@ class AsyncInstances:
 
     def __init__(self, executor: Executor, reconciler: Reconciler) -> None:
         self._executor = executor
-        self._creator = Creator(executor, reconciler, self)
+        self._creator = Creator(executor, reconciler)
 
     # -- create ---------------------------------------------------------------------------
 
@@ -163,7 +221,7 @@ class AsyncInstances:
         (``GET /instance/list``) instead of resending blindly, and raises
         :class:`~wachat_async.OutcomeUnknownError` if it cannot tell.
         """
-        body = _decode.create_body(args)
+        body = _encode.create_body(args)
         return self._creator.create(body, timeout=args.timeout, max_retries=args.max_retries)
 
     @arguments(_CreateCall)
@@ -172,7 +230,7 @@ class AsyncInstances:
 
         Same fields and guarantees as :meth:`create`; WHATSAPP-BUSINESS instances have no QR.
         """
-        body = _decode.create_body(args)
+        body = _encode.create_body(args)
         if body.get("integration") == Integration.WHATSAPP_BUSINESS:
             raise InvalidRequestError("WHATSAPP-BUSINESS instances have no QR code; use create()")
         return self._creator.create_qr_image(
@@ -269,12 +327,12 @@ class AsyncInstances:
     ) -> None:
         """Delete an instance. A connected instance must be logged out first (ConflictError)."""
         await self._executor.run(
-            _DELETE,
+            DELETE_INSTANCE,
             _decode.nothing,
             params=_instance(name),
             timeout=timeout,
             max_retries=max_retries,
-            done_if_gone=_nothing,
+            done_if_gone=already_gone,
         )
 
     async def profile_picture(
@@ -355,7 +413,3 @@ class AsyncInstances:
 
 def _instance(name: str) -> dict[str, str]:
     return {"instanceName": check.api_name("name", name)}
-
-
-def _nothing() -> None:
-    return None

@@ -17,9 +17,8 @@ from typing import Any
 
 from .. import _decode
 from .. import _validate as check
-from .._build import builder
 from .._executor import Executor
-from .._transport import Call
+from .._request import Call
 from ..bulk.broadcast import broadcast
 from ..bulk.campaign import BroadcastProgress, BroadcastResult, Pace, SendSpec
 from ..errors import InvalidRequestError
@@ -38,7 +37,6 @@ from ..models import (
 )
 
 MAX_BUTTONS = 3
-_text_message = builder(TextMessage)
 
 
 def _put(body: dict[str, Any], key: str, field: str, value: str | None) -> None:
@@ -266,7 +264,7 @@ class AsyncMessages:
         max_retries: int | None = None,
     ) -> SendResult:
         """Send a text message."""
-        payload = _text_message(message, delay)
+        payload = TextMessage(message, delay=delay)
         return await self._send(name, number, payload, timeout, max_retries)
 
     async def send_media(

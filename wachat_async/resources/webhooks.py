@@ -12,7 +12,7 @@ from typing import Any
 from .. import _decode
 from .. import _validate as check
 from .._executor import Executor
-from .._transport import Call
+from .._request import Call
 from ..errors import InvalidRequestError
 from ..models import Webhook, WebhookEventType
 

@@ -34,6 +34,10 @@ class FaultKind(enum.Enum):
     TRUNCATED = "truncated"
     #: Process, then answer with an HTML body and ``text/html``.
     WRONG_CONTENT_TYPE = "wrong_content_type"
+    #: Hang up without an answer, and process the request only when the next one this fault
+    #: hits arrives, just before that one: a lost request that lands late. Inject it with
+    #: ``times=2``.
+    LAND_LATE = "land_late"
 
     @property
     def processes(self) -> bool:
@@ -53,6 +57,8 @@ class Fault:
     retry_after_ms: float | None = None
     delay: float = 0.0
     message: str | None = None
+    #: For LAND_LATE: the request held until the next one arrives.
+    held: _Held | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def status(
@@ -94,6 +100,15 @@ class Fault:
     @classmethod
     def wrong_content_type(cls) -> Fault:
         return cls(FaultKind.WRONG_CONTENT_TYPE)
+
+    @classmethod
+    def land_late(cls) -> Fault:
+        return cls(FaultKind.LAND_LATE, held=_Held())
+
+
+@attrs.define(eq=False)
+class _Held:
+    request: web.Request | None = None
 
 
 @attrs.define
@@ -180,6 +195,14 @@ async def answer_with_fault(
         )
     if kind is FaultKind.DROP_BEFORE:
         _drop(request)
+    if kind is FaultKind.LAND_LATE and fault.held is not None:
+        if fault.held.request is None:
+            await request.read()  # kept for later, when the connection is long gone
+            fault.held.request = request
+            _drop(request)
+        late, fault.held.request = fault.held.request, None
+        await handler(late)
+        return await handler(request)
     if kind is FaultKind.DELAY:
         await asyncio.sleep(fault.delay)
     response = await handler(request)

@@ -17,12 +17,15 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from .._status import SANDBOX_HEADER
 from ._faults import Fault, FaultKind, FaultPlan, Handler, answer_with_fault
 from ._web import Refused, bearer_key, error_response, refusal_response
 
 API_PREFIX = "/api/v1"
 
 # apiKey in the query is documented for the <img>/<iframe> endpoints only.
+#: Marks the sandbox's refusal of a key, so the client can say which key the sandbox takes.
+SANDBOX_MARK = {SANDBOX_HEADER: "1"}
 _QUERY_KEY_PATHS = (f"{API_PREFIX}/instance/qr", f"{API_PREFIX}/instance/profile-picture")
 
 
@@ -76,7 +79,7 @@ class Gate:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             if not self._authorized(request):
-                return error_response(401, "Invalid or missing API key")
+                return error_response(401, "Invalid or missing API key", headers=SANDBOX_MARK)
             try:
                 return await handler(request)
             except Refused as refusal:

@@ -1,0 +1,86 @@
+"""The client's identity headers and the user's ``default_headers`` merge by name, whatever its
+letter case: a name given in another case replaces ours, it is never sent twice (servers answer
+400 to a repeated User-Agent). Checked on the wire, where a repeated header cannot hide."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.conftest import FAST_RETRY, KEY
+from tests.test_core_proxy import header_lines
+from wachat_async import AsyncWachat
+from wachat_async.testing import FakeWachat
+
+
+@contextlib.asynccontextmanager
+async def recording_front(fake: FakeWachat, wire: bytearray) -> AsyncIterator[str]:
+    """A loopback relay to ``fake`` that keeps every byte the client sends; yields its base URL."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(fake.host, fake.port)
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bool
+        ) -> None:
+            try:
+                while data := await source.read(65536):
+                    if record:
+                        wire.extend(data)
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("own_session", [False, True])
+@pytest.mark.parametrize("name", ["user-agent", "USER-AGENT", "User-agent"])
+async def test_a_user_agent_in_any_case_is_sent_once(
+    server: FakeWachat, own_session: bool, name: str
+) -> None:
+    wire = bytearray()
+    async with recording_front(server, wire) as base_url:
+        session = aiohttp.ClientSession() if own_session else None
+        try:
+            async with AsyncWachat(
+                KEY,
+                base_url=base_url,
+                retry_policy=FAST_RETRY,
+                default_headers={name: "shop-bot/2", "x-tenant": "acme"},
+                session=session,
+            ) as wa:
+                created = await wa.instances.create("shop")
+                await wa.instances.qr_image(created.instance.api_instance_name)  # another Accept
+                await wa.instances.list()
+        finally:
+            if session is not None:
+                await session.close()
+    assert len(server.requests) == 3
+    assert header_lines(wire, "user-agent") == ["shop-bot/2"] * 3
+    assert header_lines(wire, "x-tenant") == ["acme"] * 3
+    assert header_lines(wire, "authorization") == [f"Bearer {KEY}"] * 3

@@ -413,7 +413,7 @@ async def _by_name(
     try:
         return await call(name)
     except NotFoundError as exc:
-        if hint_code(exc) == "not_wachat_base_url":
+        if hint_code(exc) == "not_wachat":
             raise
         infos = await wa.instances.list()
         if any(i.api_instance_name == name for i in infos):  # the 404 was about something else

@@ -5,11 +5,12 @@ doubt.
 Data flow: operation (a :class:`~wachat_async._request.Call`) -> :meth:`Executor.run` -> one
 :class:`~wachat_async._request.Request` -> :meth:`_Run.attempt` (the transport sends it; the
 status becomes a typed error in :mod:`~wachat_async._status`, or the body is decoded) -> result.
-The first attempt is made at once; the same attempt function makes the retries, in the retry
-policy's loop. A failed attempt is examined there: a 404 that proves a delete happened is
-success; an ambiguous non-idempotent call is handed, as one :class:`Doubt`, to the caller's
-``reconcile``, which finds its result, proves it did not happen (the call may then be resent),
-or raises OutcomeUnknownError. Without one, it ends as OutcomeUnknownError, never resent.
+The first attempt is made at once; when it fails, the same attempt function makes the retries,
+in the retry policy's loop. A failed attempt is examined: a 404 that proves a delete happened
+is success; an ambiguous non-idempotent call is handed, as one :class:`Doubt`, to the caller's
+:class:`Reconcile`, which finds its result, proves it did not happen (the call is then resent,
+and the reconciliation told once the resend succeeded), or raises OutcomeUnknownError.
+Without one, it ends as OutcomeUnknownError, never resent.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ class Transport:
                     )
         except _NETWORK_ERRORS as exc:
             what, failure = _network_failure(exc, timeout)
-            if connects is not None and connects["opening"] and failure is not FailureClass.FATAL:
+            if connects is not None and connects["opening"] and failure is FailureClass.AMBIGUOUS:
                 # The connection (through a proxy: its tunnel) never opened, so the request
                 # never left: whatever the proxy did, the API saw nothing.
                 what, failure = "Could not open the connection", FailureClass.NOT_SENT

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _decode
 from .. import _validate as check
+from .._build import builder
 from .._executor import Executor
 from .._request import Call
 from ..bulk.broadcast import broadcast
@@ -36,6 +37,8 @@ from ..models import (
     TextMessage,
 )
 
+#: Built on every send_text: the generated builder saves the frozen __init__'s stores.
+_text_message = builder(TextMessage)
 MAX_BUTTONS = 3
 
 
@@ -264,7 +267,7 @@ class AsyncMessages:
         max_retries: int | None = None,
     ) -> SendResult:
         """Send a text message."""
-        payload = TextMessage(message, delay=delay)
+        payload = _text_message(message, delay)
         return await self._send(name, number, payload, timeout, max_retries)
 
     async def send_media(

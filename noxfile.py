@@ -11,6 +11,7 @@ speedups extra, 3.13 on the newest without it. The ``slow`` tests (real-time pac
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -45,9 +46,9 @@ BENCH_DEPS = ["httpx", "requests", "orjson"]
 # The lowest versions pyproject.toml allows for the core dependencies.
 LOWEST = ["aiohttp==3.10.*", "attrs==23.1.*", "cattrs==24.1.*", "tenacity==8.4.*"]
 
-# The suite spends much of its time waiting on loopback servers and subprocesses: two workers
-# overlap the waits even on one core.
-WORKERS = ["-n", "2"]
+# The suite spends much of its time waiting on loopback servers and subprocesses: a worker per
+# core, and two even on one core to overlap the waits.
+WORKERS = ["-n", str(max(2, os.cpu_count() or 1))]
 
 
 def _runs(python: str) -> bool:

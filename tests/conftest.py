@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -52,6 +53,16 @@ def redis_url() -> Iterator[str]:
 def thread_server() -> Iterator[FakeWachat]:
     with FakeWachat.in_thread(api_keys={KEY}, qr_pool=4) as fake:
         yield fake
+
+
+#: What ``-X dev`` (asyncio's debug mode) reports for every callback slower than 0.1 s: on a
+#: loaded machine any callback can be, so it says nothing about the code under test.
+_SLOW_CALLBACK = re.compile(r"^Executing <.*> took \d+\.\d+ seconds\n", re.M)
+
+
+def without_slow_callback_reports(stderr: str) -> str:
+    """``stderr`` of a ``-X dev`` run, less asyncio's slow-callback reports."""
+    return _SLOW_CALLBACK.sub("", stderr)
 
 
 async def no_other_tasks() -> list[asyncio.Task[object]]:

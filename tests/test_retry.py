@@ -30,9 +30,9 @@ from wachat_async.testing._server import QR_EXPIRY_TASK
 
 # A create whose response is lost must be found, not resent: the slow fault outlives the
 # client's timeout, so the settle delay must outlive the fault.
-TIMEOUT = 0.4
-SLOW = 0.8
-SETTLE = 1.2
+TIMEOUT = 1.0
+SLOW = 1.5
+SETTLE = 2.0
 
 
 def client(server: FakeWachat, **options: object) -> AsyncWachat:
@@ -312,7 +312,7 @@ async def test_chaos_every_call_ends_typed_and_nothing_is_duplicated(server: Fak
         Fault.status(502),
         Fault.drop_before(),
         Fault.drop_after(),
-        Fault.slow(0.3),
+        Fault.slow(1.5),
         Fault.malformed(),
         Fault.truncated(),
         Fault.wrong_content_type(),
@@ -322,7 +322,7 @@ async def test_chaos_every_call_ends_typed_and_nothing_is_duplicated(server: Fak
     semaphore = asyncio.Semaphore(20)
     outcomes: dict[str, object] = {}
 
-    async with client(server, timeout=0.2, settle_delay=0.4, max_retries=3) as wa:
+    async with client(server, timeout=1.0, settle_delay=2.0, max_retries=3) as wa:
 
         async def one(name: str) -> None:
             async with semaphore:
@@ -332,7 +332,7 @@ async def test_chaos_every_call_ends_typed_and_nothing_is_duplicated(server: Fak
                     outcomes[name] = exc
 
         await asyncio.gather(*(one(n) for n in names))
-    await asyncio.sleep(0.4)  # let slow faults finish server-side
+    await asyncio.sleep(1.6)  # let slow faults finish server-side
     server.clear_faults()
 
     kinds: dict[str, int] = {}

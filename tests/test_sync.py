@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_RETRY, KEY
+from tests.conftest import FAST_RETRY, KEY, without_slow_callback_reports
 from wachat_async import (
     AsyncWachat,
     ConnectionState,
@@ -122,14 +122,14 @@ def test_calling_from_the_loop_thread_is_refused(thread_server: FakeWachat) -> N
 
 
 def test_ctrl_c_cancels_the_request_and_reraises(thread_server: FakeWachat) -> None:
-    thread_server.inject(Fault.slow(5), path="/instance/list")
+    thread_server.inject(Fault.slow(60), path="/instance/list")
     with client(thread_server) as wa:
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
         started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             wa.instances.list()
-        assert time.monotonic() - started < 4.5  # well before the slow answer would come
+        assert time.monotonic() - started < 30  # well before the slow answer would come
         loop = _loop_thread.current().loop
 
         async def pending() -> int:
@@ -140,12 +140,12 @@ def test_ctrl_c_cancels_the_request_and_reraises(thread_server: FakeWachat) -> N
 
 
 def test_timeout_cancels_the_request(thread_server: FakeWachat) -> None:
-    thread_server.inject(Fault.slow(10), path="/instance/list")
+    thread_server.inject(Fault.slow(60), path="/instance/list")
     with client(thread_server, max_retries=0) as wa:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             wa.instances.list(timeout=0.2)
-        assert time.monotonic() - started < 8  # the timeout, not the slow answer
+        assert time.monotonic() - started < 30  # the timeout, not the slow answer
 
 
 def test_garbage_collection_closes_the_session(thread_server: FakeWachat) -> None:
@@ -213,7 +213,7 @@ def test_exit_without_close_is_quick_and_silent(thread_server: FakeWachat) -> No
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(" ", 1) for line in done.stdout.split("\n")[1:] if " " in line)
     assert done.stdout.startswith("created\n")
-    assert done.stderr == ""
+    assert without_slow_callback_reports(done.stderr) == ""
     # Closing the session, not the 2 s cleanup timeout nor a thread holding the exit.
     assert float(lines["after"]) - float(lines["before"]) < 1.5
     assert thread_server.count_instances("forgotten") == 1

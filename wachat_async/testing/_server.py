@@ -227,7 +227,10 @@ class FakeWachat:
         app.add_subapp(API_PREFIX, api)
         app.add_subapp(CONTROL_PREFIX, control.app())
         app.router.add_get("/", _to_dev_phone)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Close waits at most a moment for handlers still running (a slow fault's sleep), not 60 s.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -17,6 +17,7 @@ installing the library never slows down or breaks an unrelated pytest run.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +33,18 @@ CUSTOMER_NUMBER = "628100000001"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure() -> None:
+    """Spare every run pytest-asyncio's warning that ``asyncio_default_fixture_loop_scope`` is
+    unset: it is about a future change of default that no fixture here depends on (they are all
+    function-scoped). The option itself is left alone; a project that sets it sees no change."""
+    warnings.filterwarnings(
+        "ignore",
+        message='The configuration option "asyncio_default_fixture_loop_scope" is unset',
+        category=pytest.PytestDeprecationWarning,
+    )
 
 
 def _async_fixture(fn: F) -> F:

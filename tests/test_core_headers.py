@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from tests.conftest import FAST_RETRY, KEY
-from tests.test_core_proxy import header_lines
+from tests.test_core_proxy import front_address, header_lines, reserved_port
 from wachat_async import AsyncWachat
 from wachat_async.testing import FakeWachat
 
 
 @contextlib.asynccontextmanager
-async def recording_front(fake: FakeWachat, wire: bytearray) -> AsyncIterator[str]:
+async def recording_front(
+    fake: FakeWachat, wire: bytearray, sock: socket.socket
+) -> AsyncIterator[str]:
     """A loopback relay to ``fake`` that keeps every byte the client sends; yields its base URL."""
     tasks: set[asyncio.Task[None]] = set()
 
@@ -47,7 +50,7 @@ async def recording_front(fake: FakeWachat, wire: bytearray) -> AsyncIterator[st
         finally:
             tasks.discard(task)
 
-    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    server = await asyncio.start_server(relay, sock=sock)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1"
     finally:
@@ -60,11 +63,13 @@ async def recording_front(fake: FakeWachat, wire: bytearray) -> AsyncIterator[st
 
 @pytest.mark.parametrize("own_session", [False, True])
 @pytest.mark.parametrize("name", ["user-agent", "USER-AGENT", "User-agent"])
-async def test_a_user_agent_in_any_case_is_sent_once(
-    server: FakeWachat, own_session: bool, name: str
-) -> None:
+async def test_a_user_agent_in_any_case_is_sent_once(own_session: bool, name: str) -> None:
     wire = bytearray()
-    async with recording_front(server, wire) as base_url:
+    front = reserved_port()
+    async with (
+        FakeWachat(api_keys={KEY}, allowed_hosts=[front_address(front)]) as server,
+        recording_front(server, wire, front) as base_url,
+    ):
         session = aiohttp.ClientSession() if own_session else None
         try:
             async with AsyncWachat(

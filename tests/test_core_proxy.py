@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -98,9 +99,10 @@ async def _splice(
 class Network:
     """The fake server behind a TLS front, and a proxy in ``mode`` that records what it got."""
 
-    def __init__(self, fake: FakeWachat, ca: trustme.CA) -> None:
+    def __init__(self, fake: FakeWachat, ca: trustme.CA, front: socket.socket) -> None:
         self.fake = fake
         self.ca = ca
+        self._front_socket = front
         self.mode: Mode = "tunnel"
         #: The head (request line and headers) of every CONNECT, as received.
         self.connects: list[bytes] = []
@@ -170,7 +172,7 @@ class Network:
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert("127.0.0.1").configure_cert(server_tls)
         front = await asyncio.start_server(
-            self._handled(self._front), "127.0.0.1", 0, ssl=server_tls
+            self._handled(self._front), sock=self._front_socket, ssl=server_tls
         )
         proxy = await asyncio.start_server(self._handled(self._proxy), "127.0.0.1", 0)
         self.https_base = f"https://127.0.0.1:{front.sockets[0].getsockname()[1]}/api/v1"
@@ -205,11 +207,27 @@ class Network:
             self._loop.close()
 
 
+def reserved_port() -> socket.socket:
+    """A listening-ready loopback socket, bound before the fake server starts: a front that
+    relays bytes to the fake is a port mapping, whose address the fake must be told it answers
+    for (it refuses a Host that is not one of its own)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def front_address(sock: socket.socket) -> str:
+    return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
 @pytest.fixture
 def network(trusted_ca: trustme.CA) -> Iterator[Network]:
+    front = reserved_port()
     with (
-        FakeWachat.in_thread(api_keys={KEY}, qr_pool=2) as fake,
-        Network(fake, trusted_ca).running() as net,
+        FakeWachat.in_thread(
+            api_keys={KEY}, qr_pool=2, allowed_hosts=[front_address(front)]
+        ) as fake,
+        Network(fake, trusted_ca, front).running() as net,
     ):
         yield net
 

@@ -193,6 +193,8 @@ class Messages(_BlockingGroup, of=AsyncMessages):
         send_location = _bridge(AsyncMessages.send_location)
         send_list = _bridge(AsyncMessages.send_list)
         send_buttons = _bridge(AsyncMessages.send_buttons)
+        wait_for_status = _bridge(AsyncMessages.wait_for_status)
+        save_receipts = _bridge(AsyncMessages.save_receipts)
 
 
 class Webhooks(_BlockingGroup, of=AsyncWebhooks):

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
+from .._receipts import MessageLog
 from .._request import Call
 from .._retry import RetryPolicy
 from ..errors import (
@@ -217,8 +218,11 @@ class _Broadcast:
         opt_out: frozenset[str],
         resend_unknown: bool,
         policy: RetryPolicy,
+        messages: MessageLog | None = None,
     ) -> None:
         self.sends = sends
+        #: Where each message sent is linked to its campaign and key, for its receipts.
+        self.messages = messages
         self.campaign = campaign
         self.pace = pace
         self.journal = journal
@@ -382,6 +386,14 @@ class _Broadcast:
                 return self._result(item, BroadcastStatus.PAUSED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
         self._record(item, DONE, message_id=sent.message_id)
+        if self.messages is not None and sent.message_id:
+            self.messages.sent(
+                sent.message_id,
+                instance=lane.instance,
+                recipient=item.recipient,
+                campaign=self.campaign,
+                key=item.key,
+            )
         self.sent_by_instance[lane.instance] = self.sent_by_instance.get(lane.instance, 0) + 1
         return self._result(item, BroadcastStatus.SENT, message_id=sent.message_id)
 
@@ -460,6 +472,7 @@ async def broadcast(
     opt_out: Iterable[str] | None,
     resend_unknown: bool,
     on_progress: Callable[[BroadcastProgress], None] | None,
+    messages: MessageLog | None = None,
 ) -> AsyncIterator[BroadcastResult]:
     """The engine behind ``messages.send_many`` (see there)."""
     campaign = check.text("campaign", campaign).strip()
@@ -480,7 +493,10 @@ async def broadcast(
         opt_out=opted_out,
         resend_unknown=resend_unknown,
         policy=settings.retry,
+        messages=messages,
     )
+    if messages is not None and log is not None:
+        messages.attach(log)  # receipts arriving during the run reach the journal
     run.rerun = log is not None and await log.has_messages(campaign)
     run.on_progress = on_progress
     slots = asyncio.Semaphore(READ_AHEAD)
@@ -535,4 +551,6 @@ async def broadcast(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if log is not None:
+            if messages is not None:
+                messages.detach(log)
             await log.close()

@@ -41,7 +41,7 @@ async def broadcast_with_receipts(journal: Path) -> tuple[str, dict[str, str], F
         receiver = WebhookReceiver(SECRET, handler, receipts=wa.messages.record_receipt)
         async with serving(receiver.app()) as url:
             await wa.webhooks.upsert(url + "/", events=["messages.update"], secret=SECRET)
-            names = {}
+            names: dict[str, str] = {}
             for friendly in RECIPIENTS:
                 created = await wa.instances.create(f"shop_{friendly}")
                 name = created.instance.api_instance_name
@@ -105,8 +105,17 @@ def test_the_report_counts_what_the_sandbox_receipts_said(
     # Another key cannot read the journal (it is bound to one account).
     capsys.readouterr()
     code = main(
-        ["broadcast", "report", CAMPAIGN, "--journal", str(journal), "--api-key", "other-key"]
-        + ["--base-url", base_url]
+        [
+            "broadcast",
+            "report",
+            CAMPAIGN,
+            "--journal",
+            str(journal),
+            "--api-key",
+            "other-key",
+            "--base-url",
+            base_url,
+        ]
     )
     assert code != EXIT_OK
     assert "another account" in capsys.readouterr().err
@@ -128,8 +137,22 @@ def test_send_broadcast_shows_the_receipts_its_journal_has(
     # The re-run's server is gone: it sends nothing (every row is done) and reads the journal.
     capsys.readouterr()
     main(
-        ["send", "broadcast", str(rows), "--campaign", CAMPAIGN, "--text", "Spring sale"]
-        + ["--journal", str(journal), "--api-key", KEY, "--base-url", base_url, "--json"]
+        [
+            "send",
+            "broadcast",
+            str(rows),
+            "--campaign",
+            CAMPAIGN,
+            "--text",
+            "Spring sale",
+            "--journal",
+            str(journal),
+            "--api-key",
+            KEY,
+            "--base-url",
+            base_url,
+            "--json",
+        ]
     )
     document = json.loads(capsys.readouterr().out.splitlines()[-1])  # the summary
     receipts = {r["instance"]: (r["delivered"], r["read"]) for r in document["receipts"]}

@@ -153,7 +153,8 @@ class MessageLog:
         self._capacity = capacity
         self._records: OrderedDict[str, MessageRecord] = OrderedDict()
         self._waiters: dict[str, list[_Waiter]] = {}
-        self._journals: list[ReceiptJournal] = []
+        #: Journals attached, each with the loop it is written from.
+        self._journals: list[tuple[ReceiptJournal, asyncio.AbstractEventLoop]] = []
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -231,9 +232,9 @@ class MessageLog:
             if not waiters:
                 self._waiters.pop(message_id, None)
             journals = list(self._journals)
-        for journal in journals:
+        for journal, loop in journals:
             assert moved is not None
-            journal.record_receipt(message_id, moved)
+            _call_on(loop, journal.record_receipt, message_id, moved)
         for waiter in woken:
             _call_on(waiter.loop, _wake, waiter, record)
         return record
@@ -283,9 +284,10 @@ class MessageLog:
     # -- journals ---------------------------------------------------------------------------
 
     def attach(self, journal: ReceiptJournal) -> None:
-        """Write every status to ``journal`` from now on, and those known already."""
+        """Write every status to ``journal`` from now on, and those known already (call it
+        on the loop the journal is used from: a receipt from another thread hops there)."""
         with self._lock:
-            self._journals.append(journal)
+            self._journals.append((journal, asyncio.get_running_loop()))
             known = [r for r in self._records.values() if r.status is not None]
         for record in known:
             assert record.status is not None
@@ -293,8 +295,7 @@ class MessageLog:
 
     def detach(self, journal: ReceiptJournal) -> None:
         with self._lock:
-            if journal in self._journals:
-                self._journals.remove(journal)
+            self._journals = [(j, loop) for j, loop in self._journals if j is not journal]
 
 
 def _failed(record: MessageRecord) -> bool:

@@ -330,7 +330,10 @@ class Journal(Store):
 
     def record_receipt(self, message_id: str, status: str) -> None:
         """Move the status of the message ``message_id`` (forward only); not waited for,
-        written with the next commit."""
+        written with the next commit. Once closed, nothing: a receipt that came from another
+        thread as it closed is written by ``messages.save_receipts``."""
+        if self._closed:
+            return
         self.gather(_UPDATE_RECEIPT, (str(status), time.time(), message_id))
 
     async def receipt_counts(self, campaign: str) -> list[ReceiptCounts]:

@@ -115,7 +115,8 @@ async def test_a_journal_of_the_previous_schema_keeps_what_it_recorded(
         CREATE TABLE messages (key TEXT PRIMARY KEY, campaign TEXT NOT NULL,
             instance TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
             message_id TEXT, started_at REAL, error TEXT, updated_at REAL NOT NULL);
-        INSERT INTO messages SELECT * FROM new_messages;
+        INSERT INTO messages SELECT key, campaign, instance, recipient, state, message_id,
+            started_at, error, updated_at FROM new_messages;
         DROP TABLE new_messages;
         UPDATE meta SET value = '2' WHERE key = 'schema';
         """

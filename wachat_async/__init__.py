@@ -3,6 +3,7 @@
 Async-first (:class:`AsyncWachat`) with a thread-bridged synchronous facade (:class:`Wachat`).
 """
 
+from ._receipts import MessageRecord, MessageStatus
 from ._retry import RetryPolicy
 from ._version import __version__
 from .bulk import (
@@ -30,6 +31,7 @@ from .errors import (
     JournalError,
     JournalInUseError,
     JournalMismatchError,
+    MessageFailedError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -106,7 +108,10 @@ __all__ = [
     "LocationMessage",
     "MediaMessage",
     "MediaType",
+    "MessageFailedError",
     "MessagePayload",
+    "MessageRecord",
+    "MessageStatus",
     "NotFoundError",
     "OutcomeUnknownError",
     "Pace",

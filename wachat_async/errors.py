@@ -21,6 +21,7 @@
     ├── OutcomeUnknownError                      a create or send may or may not have happened
     │   └── UnreadableOutcomeError (also ResponseValidationError)
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
+    ├── MessageFailedError                       ``wait_for_status``: a receipt said failed
     ├── WebhookSignatureError                    an incoming delivery failed verification
     ├── WebhookPayloadError (also ValueError)    an incoming delivery that is not a JSON object
     └── JournalError                             a bulk journal that cannot be used
@@ -51,6 +52,7 @@ __all__ = [
     "JournalError",
     "JournalInUseError",
     "JournalMismatchError",
+    "MessageFailedError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -320,6 +322,15 @@ class WaitTimeoutError(WachatError, TimeoutError):
     def __init__(self, message: str, *, last_state: Any = None, attempts: int = 1) -> None:
         #: The last :class:`~wachat_async.InstanceState` seen.
         self.last_state = last_state
+        super().__init__(message, attempts=attempts)
+
+
+class MessageFailedError(WachatError):
+    """``messages.wait_for_status``: a receipt said the message failed."""
+
+    def __init__(self, message: str, *, record: Any = None, attempts: int = 1) -> None:
+        #: The message's :class:`~wachat_async.MessageRecord`.
+        self.record = record
         super().__init__(message, attempts=attempts)
 
 

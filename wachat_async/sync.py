@@ -35,6 +35,9 @@ from .resources.instances import AsyncInstances
 from .resources.messages import AsyncMessages
 from .resources.webhooks import AsyncWebhooks
 
+if TYPE_CHECKING:
+    from ._receipts import MessageRecord, Receipt
+
 __all__ = ["EventLoopBlockingWarning", "Wachat"]
 
 P = ParamSpec("P")
@@ -193,6 +196,11 @@ class Messages(_BlockingGroup, of=AsyncMessages):
         send_location = _bridge(AsyncMessages.send_location)
         send_list = _bridge(AsyncMessages.send_list)
         send_buttons = _bridge(AsyncMessages.send_buttons)
+        # Not async: the same callables as the async group's.
+        record_receipt: Callable[[Receipt], MessageRecord | None]
+        status: Callable[[str], MessageRecord | None]
+        wait_for_status = _bridge(AsyncMessages.wait_for_status)
+        save_receipts = _bridge(AsyncMessages.save_receipts)
 
 
 class Webhooks(_BlockingGroup, of=AsyncWebhooks):

@@ -26,6 +26,7 @@ __all__ = [
     "BroadcastResult",
     "BroadcastStatus",
     "DuplicateGroup",
+    "Health",
     "InstanceWait",
     "Journal",
     "MessageEntry",

@@ -40,9 +40,12 @@ from collections.abc import (
 from types import MappingProxyType
 from typing import Any, Protocol
 
+import attrs
+
 from .. import _validate as check
 from .._build import builder
 from .._config import Settings
+from .._receipts import MessageLog, MessageStatus
 from .._request import Call
 from .._retry import RetryPolicy
 from ..errors import (
@@ -61,6 +64,7 @@ from .campaign import (
     BroadcastProgress,
     BroadcastResult,
     BroadcastStatus,
+    Health,
     InstanceWait,
     Pace,
     WaitReason,
@@ -72,6 +76,8 @@ __all__ = ["Sends", "broadcast"]
 
 #: How many specs may be read ahead of what the lanes have sent (bounds memory on any input).
 READ_AHEAD = 10_000
+#: How many of an instance's messages not known delivered its health follows, at most.
+_PENDING = 1_000
 #: How many 429s a message gets before it is given up (reported failed: the server refused it).
 _THROTTLED_TRIES = 5
 
@@ -202,6 +208,11 @@ class _Lane:
         self.queue: asyncio.Queue[Judged | None] = asyncio.Queue()
         self.paused: str | None = None
         self.workers: list[asyncio.Task[None]] = []
+        self.health = Health()
+        #: This run's messages not known delivered yet: (when sent, message id), oldest first.
+        self.pending: deque[tuple[float, str]] = deque()
+        #: Whether a receipt of this instance arrived during the run.
+        self.has_receipts = False
 
 
 class _Broadcast:
@@ -217,8 +228,11 @@ class _Broadcast:
         opt_out: frozenset[str],
         resend_unknown: bool,
         policy: RetryPolicy,
+        messages: MessageLog | None = None,
     ) -> None:
         self.sends = sends
+        #: Where each message sent is linked to its campaign and key, for its receipts.
+        self.messages = messages
         self.campaign = campaign
         self.pace = pace
         self.journal = journal
@@ -234,6 +248,7 @@ class _Broadcast:
         self.sent_by_instance: dict[str, int] = {}
         self.paused: dict[str, str] = {}
         self.waiting: dict[str, InstanceWait] = {}
+        self.health: dict[str, Health] = {}
         self.policy = policy
         #: Told of each result and of each wait on the server or a cap.
         self.on_progress: Callable[[BroadcastProgress], None] | None = None
@@ -265,9 +280,60 @@ class _Broadcast:
     async def work(self, lane: _Lane) -> None:
         try:
             while (item := await lane.queue.get()) is not None:
-                self.results.put_nowait(await self.deliver(lane, item))
+                result = await self.deliver(lane, item)
+                self._judge_health(lane, result)
+                self.results.put_nowait(result)
         except Exception as exc:  # a bug, or the journal failing: the run stops with it
             self.results.put_nowait(exc)
+
+    def _judge_health(self, lane: _Lane, result: BroadcastResult) -> None:
+        """Count the send into its instance's health; pause the instance when the pace's
+        ``min_health`` says so (a re-run resumes it, its health counted afresh)."""
+        if result.status not in (BroadcastStatus.SENT, BroadcastStatus.FAILED):
+            return
+        health = lane.health
+        failed = health.failed + (result.status is BroadcastStatus.FAILED)
+        undelivered = health.undelivered
+        if (
+            result.status is BroadcastStatus.SENT
+            and result.message_id
+            and self.messages is not None
+        ):
+            lane.pending.append((time.time(), result.message_id))
+            if len(lane.pending) > _PENDING:  # no receipts come: the oldest go unjudged
+                lane.pending.popleft()
+        if self.messages is not None:
+            overdue = time.time() - self.pace.undelivered_after
+            still: deque[tuple[float, str]] = deque()
+            for sent_at, message_id in lane.pending:
+                record = self.messages.get(message_id)
+                status = None if record is None else record.status
+                if status not in (None, MessageStatus.SENT):
+                    lane.has_receipts = True
+                if status is MessageStatus.FAILED:
+                    failed += 1
+                elif status in (None, MessageStatus.SENT):
+                    still.append((sent_at, message_id))
+            lane.pending = deque()
+            for sent_at, message_id in still:
+                if lane.has_receipts and sent_at < overdue:
+                    undelivered += 1
+                else:
+                    lane.pending.append((sent_at, message_id))
+        health = lane.health = self.health[lane.instance] = attrs.evolve(
+            health, attempts=health.attempts + 1, failed=failed, undelivered=undelivered
+        )
+        floor = self.pace.min_health
+        if (
+            floor is not None
+            and lane.paused is None
+            and health.attempts >= self.pace.health_sample
+            and health.score < floor
+        ):
+            lane.paused = self.paused[lane.instance] = (
+                f"instance {lane.instance}'s health {health.score:.2f} is below {floor:g} "
+                f"({health.why()}); a re-run resumes it"
+            )
 
     def _result(
         self,
@@ -382,6 +448,14 @@ class _Broadcast:
                 return self._result(item, BroadcastStatus.PAUSED, error=exc)
             return self._result(item, BroadcastStatus.FAILED, error=exc)
         self._record(item, DONE, message_id=sent.message_id)
+        if self.messages is not None and sent.message_id:
+            self.messages.sent(
+                sent.message_id,
+                instance=lane.instance,
+                recipient=item.recipient,
+                campaign=self.campaign,
+                key=item.key,
+            )
         self.sent_by_instance[lane.instance] = self.sent_by_instance.get(lane.instance, 0) + 1
         return self._result(item, BroadcastStatus.SENT, message_id=sent.message_id)
 
@@ -402,6 +476,9 @@ class _Broadcast:
                 if state.is_connected:
                     return False
                 reason = f"instance {lane.instance} is not connected (state {state.state.value})"
+        lane.health = self.health[lane.instance] = attrs.evolve(
+            lane.health, disconnects=lane.health.disconnects + 1
+        )
         lane.paused = self.paused[lane.instance] = reason
         return True
 
@@ -433,6 +510,7 @@ class _Broadcast:
             MappingProxyType(self.sent_by_instance),
             MappingProxyType(self.paused),
             MappingProxyType(self.waiting),
+            MappingProxyType(self.health),
         )
 
 
@@ -460,6 +538,7 @@ async def broadcast(
     opt_out: Iterable[str] | None,
     resend_unknown: bool,
     on_progress: Callable[[BroadcastProgress], None] | None,
+    messages: MessageLog | None = None,
 ) -> AsyncIterator[BroadcastResult]:
     """The engine behind ``messages.send_many`` (see there)."""
     campaign = check.text("campaign", campaign).strip()
@@ -480,7 +559,10 @@ async def broadcast(
         opt_out=opted_out,
         resend_unknown=resend_unknown,
         policy=settings.retry,
+        messages=messages,
     )
+    if messages is not None and log is not None:
+        messages.attach(log)  # receipts arriving during the run reach the journal
     run.rerun = log is not None and await log.has_messages(campaign)
     run.on_progress = on_progress
     slots = asyncio.Semaphore(READ_AHEAD)
@@ -535,4 +617,6 @@ async def broadcast(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if log is not None:
+            if messages is not None:
+                messages.detach(log)
             await log.close()

@@ -22,12 +22,51 @@ __all__ = [
     "BroadcastProgress",
     "BroadcastResult",
     "BroadcastStatus",
+    "Health",
     "InstanceWait",
     "Pace",
     "SendSpec",
     "WaitReason",
     "render_template",
 ]
+
+
+def _share(instance: Any, field: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+    if not ok:
+        raise InvalidRequestError(f"{field.name} must be a number from 0 to 1; got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Health:
+    """One instance's health during a broadcast: how its sends went.
+
+    ``failed`` counts sends the server refused and those a receipt said failed;
+    ``undelivered`` those still not delivered ``Pace.undelivered_after`` seconds after they
+    were sent (counted only once some receipt of the instance arrived in this run: without
+    receipts, nothing is known to be undelivered); ``disconnects`` the times it was found not
+    connected. The score is the share of sends that neither failed nor stayed undelivered.
+    """
+
+    attempts: int = 0
+    failed: int = 0
+    undelivered: int = 0
+    disconnects: int = 0
+
+    @property
+    def score(self) -> float:
+        """From 0 (every send failed or stayed undelivered) to 1 (none did, or none yet)."""
+        if not self.attempts:
+            return 1.0
+        return max(0.0, 1.0 - (self.failed + self.undelivered) / self.attempts)
+
+    def why(self) -> str:
+        return (
+            f"{self.failed} of {self.attempts} sends failed, {self.undelivered} undelivered, "
+            f"{self.disconnects} disconnect(s)"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -62,6 +101,13 @@ class Pace:
     )
     #: Seeds the jitter, for repeatable runs.
     seed: int | None = None
+    #: Pause an instance whose :class:`Health` score falls below this (0 to 1; None: never).
+    min_health: float | None = attrs.field(default=None, validator=_share)
+    #: How many sends of an instance its health is judged on, at least, before it may pause.
+    health_sample: int = attrs.field(default=10, validator=check.attribute(check.positive_int))
+    #: Seconds after which a message sent and never delivered counts against its instance
+    #: (only once receipts arrive for it: see :class:`Health`).
+    undelivered_after: float = attrs.field(default=300.0, validator=check.attribute(check.seconds))
 
     @classmethod
     def off(cls, *, per_instance: int = 64) -> Pace:
@@ -179,6 +225,8 @@ class BroadcastProgress:
     paused: Mapping[str, str]
     #: Instances waiting now for their next turn, with why and until when.
     waiting: Mapping[str, InstanceWait] = attrs.Factory(dict)
+    #: Each instance's :class:`Health` so far.
+    health: Mapping[str, Health] = attrs.Factory(dict)
 
     @property
     def finished(self) -> int:

@@ -22,8 +22,9 @@ from ..errors import JournalError, OutcomeUnknownError, WachatError
 from ._store import Store
 
 IN_FLIGHT, DONE, FAILED, UNKNOWN = "in_flight", "done", "failed", "unknown"
-#: 3: message rows keyed by campaign and key (2 keyed them by key alone).
-_SCHEMA_VERSION = "3"
+#: 3: message rows keyed by campaign and key (2 keyed them by key alone). 4: message rows
+#: carry the status receipts gave (``receipt``: sent, delivered, read or failed).
+_SCHEMA_VERSION = "4"
 _ERROR_CHARS = 500
 
 _PROVISION_TABLE = """
@@ -47,7 +48,20 @@ CREATE TABLE IF NOT EXISTS messages (
     started_at REAL,
     error TEXT,
     updated_at REAL NOT NULL,
+    receipt TEXT CHECK (receipt IN ('sent', 'delivered', 'read', 'failed')),
+    receipt_at REAL,
     PRIMARY KEY (campaign, key));
+CREATE INDEX IF NOT EXISTS messages_by_id ON messages (message_id);
+"""
+
+#: A schema-3 journal's message rows gain the receipt columns as the journal opens.
+_FROM_SCHEMA_3 = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE messages ADD COLUMN receipt TEXT
+    CHECK (receipt IN ('sent', 'delivered', 'read', 'failed'));
+ALTER TABLE messages ADD COLUMN receipt_at REAL;
+UPDATE meta SET value = '{_SCHEMA_VERSION}' WHERE key = 'schema';
+COMMIT;
 """
 
 #: A schema-2 journal's message rows, moved into the schema-3 table as the journal opens.
@@ -55,7 +69,8 @@ _FROM_SCHEMA_2 = f"""
 BEGIN IMMEDIATE;
 ALTER TABLE messages RENAME TO messages_2;
 {_MESSAGES_TABLE}
-INSERT INTO messages SELECT key, campaign, instance, recipient, state, message_id, started_at,
+INSERT INTO messages (key, campaign, instance, recipient, state, message_id, started_at, error,
+    updated_at) SELECT key, campaign, instance, recipient, state, message_id, started_at,
     error, updated_at FROM messages_2;
 DROP TABLE messages_2;
 UPDATE meta SET value = '{_SCHEMA_VERSION}' WHERE key = 'schema';
@@ -108,6 +123,42 @@ _UPDATE_OUTCOME = (
 )
 
 
+#: A receipt's status, moved forward only: ``sent`` < ``delivered`` < ``read``, and
+#: ``failed`` only after ``sent`` (the rule of :func:`wachat_async._receipts.advanced`).
+_UPDATE_RECEIPT = """
+UPDATE messages SET receipt = ?1, receipt_at = ?2
+WHERE message_id = ?3 AND CASE COALESCE(receipt, '')
+    WHEN '' THEN 1
+    WHEN 'sent' THEN ?1 != 'sent'
+    WHEN 'delivered' THEN ?1 = 'read'
+    ELSE 0 END
+"""
+
+_RECEIPT_COUNTS = """
+SELECT instance,
+    SUM(state = 'done'),
+    SUM(receipt IN ('delivered', 'read')),
+    SUM(receipt = 'read'),
+    SUM(state = 'failed' OR receipt = 'failed'),
+    SUM(receipt IS NOT NULL)
+FROM messages WHERE campaign = ? GROUP BY instance ORDER BY instance
+"""
+
+
+@attrs.frozen
+class ReceiptCounts:
+    """One instance's messages of a campaign: ``sent`` (accepted by the server),
+    ``delivered`` (a receipt said delivered or read), ``read``, ``failed`` (refused at send,
+    or a receipt said failed) and ``receipts`` (messages any receipt was recorded for)."""
+
+    instance: str
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    receipts: int
+
+
 def _read_message(db: sqlite3.Connection, campaign: str, key: str) -> MessageEntry | None:
     row = db.execute(
         f"{_SELECT_MESSAGE} WHERE campaign = ? AND key = ?", (campaign, key)
@@ -134,6 +185,8 @@ class Journal(Store):
     def prepare(cls, db: sqlite3.Connection, schema: str, where: str) -> None:
         if schema == "2":
             db.executescript(_FROM_SCHEMA_2)
+        elif schema == "3":
+            db.executescript(_FROM_SCHEMA_3)
         elif schema != _SCHEMA_VERSION:
             raise JournalError(
                 f"journal {where} has schema {schema}, which this version of wachat-async "
@@ -274,6 +327,24 @@ class Journal(Store):
         event loop are written by one statement, in one commit."""
         row = (key, campaign, instance, recipient, started_at, started_at)
         await self.gather_waited(_INSERT_CLAIM, row)
+
+    def record_receipt(self, message_id: str, status: str) -> None:
+        """Move the status of the message ``message_id`` (forward only); not waited for,
+        written with the next commit. Once closed, nothing: a receipt that came from another
+        thread as it closed is written by ``messages.save_receipts``."""
+        if self._closed:
+            return
+        self.gather(_UPDATE_RECEIPT, (str(status), time.time(), message_id))
+
+    async def receipt_counts(self, campaign: str) -> list[ReceiptCounts]:
+        """Per instance of ``campaign``: sent, delivered, read and failed (see
+        :class:`ReceiptCounts`), by instance name."""
+
+        def read(db: sqlite3.Connection) -> list[ReceiptCounts]:
+            rows = db.execute(_RECEIPT_COUNTS, (campaign,)).fetchall()
+            return [ReceiptCounts(row[0], *(int(n or 0) for n in row[1:])) for row in rows]
+
+        return await self.submit(read)
 
     def record_message(
         self,

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
     try:  # here, not at the top: without the cli extra, say so instead of a traceback
-        from . import dedupe, instances, provision, sandbox, send
+        from . import dedupe, instances, provision, report, sandbox, send
         from .common import phrased_for_cli
         from .output import Output
         from .parser import Command, build_parser, parse, wants_json
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     out = Output(json_mode=wants_json(words))
     # dedupe joins the instances command
-    groups = [group.add_commands for group in (instances, dedupe, send, provision, sandbox)]
+    groups = [group.add_commands for group in (instances, dedupe, send, report, provision, sandbox)]
     if not words:  # what a newcomer types first asks what the command does: not an error
         build_parser(groups).print_help()
         return EXIT_OK

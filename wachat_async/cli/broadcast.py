@@ -41,6 +41,7 @@ from ..bulk import (
     WaitReason,
     plan,
 )
+from ..bulk.journal import ReceiptCounts
 from ..bulk.plan import Judged
 from ..client import AsyncWachat
 from ..errors import InvalidRequestError, NotFoundError, WachatError
@@ -71,6 +72,7 @@ from .recipients import (
     Template,
     read_opt_out,
 )
+from .report import receipt_counts, show_counts
 from .sheet import line_ranges
 
 #: Messages the dry run shows.
@@ -262,6 +264,9 @@ async def run_broadcast(args: argparse.Namespace, out: Output) -> int:
             raise run.interrupted(sandbox=args.sandbox) from None
         finally:
             run.close()
+        if journal is not None:  # the receipts recorded so far (this run's, or saved since)
+            counts = await receipt_counts(journal, wa.settings, campaign)
+            run.receipts = counts if any(c.receipts for c in counts) else []
     run.summarize(sandbox=args.sandbox)
     return EXIT_OK if run.all_ok else EXIT_FAILED
 
@@ -593,6 +598,8 @@ class Broadcasting:
     )
     #: The first rows not sent, for the summary (the results file has them all).
     problems: list[ResultRow] = attrs.field(init=False, factory=list)
+    #: Per instance: sent, delivered, read, failed, when the journal has receipts.
+    receipts: list[ReceiptCounts] = attrs.field(init=False, factory=list)
     sent_lines: array[int] = attrs.field(init=False, factory=lambda: array("I"))
     #: Paused instances, with why (the library's live view, once it runs).
     paused: Mapping[str, str] = attrs.field(init=False, factory=dict)
@@ -825,6 +832,7 @@ class Broadcasting:
                     "instances": instances,
                     "results": str(self.results),
                     "journal": None if self.journal is None else str(self.journal),
+                    "receipts": [attrs.asdict(c) for c in self.receipts],
                 }
             )
             return
@@ -848,6 +856,8 @@ class Broadcasting:
             title="Instances",
             whole=["instance"],
         )
+        if self.receipts:
+            show_counts(out, self.receipts, title="Receipts")
         not_sent = self.finished - sum(counts[s] for s in _SETTLED)
         _show_problems(out, self.problems, not_sent, f"in {self.results}")
         out.say(f"Results: {self.results}")

@@ -19,9 +19,11 @@ from .. import _decode
 from .. import _validate as check
 from .._build import builder
 from .._executor import Executor
+from .._receipts import MessageLog, MessageRecord, MessageStatus, Receipt
 from .._request import Call
 from ..bulk.broadcast import broadcast
 from ..bulk.campaign import BroadcastProgress, BroadcastResult, Pace, SendSpec
+from ..bulk.journal import Journal
 from ..errors import InvalidRequestError
 from ..models import (
     ButtonsMessage,
@@ -163,6 +165,8 @@ class Sender:
         self.settings = executor.settings
         #: The instance's connection state (a broadcast checks it after a refusal).
         self.state = state
+        #: Every message sent, and its status as receipts arrive.
+        self.log = MessageLog()
 
     def prepare(
         self, instance: str, recipient: str, message: MessagePayload
@@ -179,9 +183,17 @@ class Sender:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Coroutine[Any, Any, SendResult]:
-        return self._executor.run(
+        return self._send_logged(call, body, timeout, max_retries)
+
+    async def _send_logged(
+        self, call: Call, body: dict[str, Any], timeout: float | None, max_retries: int | None
+    ) -> SendResult:
+        sent = await self._executor.run(
             call, _decode.send_result, body=body, timeout=timeout, max_retries=max_retries
         )
+        if sent.message_id:
+            self.log.sent(sent.message_id, instance=body["instanceName"], recipient=body["number"])
+        return sent
 
 
 class AsyncMessages:
@@ -253,8 +265,53 @@ class AsyncMessages:
             opt_out=opt_out,
             resend_unknown=resend_unknown,
             on_progress=on_progress,
+            messages=self._sender.log,
         ):
             yield result
+
+    # -- a message's life ---------------------------------------------------------------------
+
+    def record_receipt(self, receipt: Receipt) -> MessageRecord | None:
+        """Move a message's status as a ``messages.update`` receipt says (forward only:
+        ``sent`` -> ``delivered`` -> ``read``, or ``failed``); its record, or None when the
+        receipt names no message or no known status. Connect a receiver to it::
+
+            WebhookReceiver(secret, handler, receipts=wa.messages.record_receipt)
+        """
+        return self._sender.log.receive(receipt)
+
+    def status(self, message_id: str) -> MessageRecord | None:
+        """What is known of a message this client sent or had a receipt for (the newest
+        100,000 are kept), or None."""
+        return self._sender.log.get(check.text("message_id", message_id))
+
+    async def wait_for_status(
+        self,
+        message_id: str,
+        status: MessageStatus | str = MessageStatus.READ,
+        *,
+        timeout: float | None = 60.0,
+    ) -> MessageRecord:
+        """Return the message's record once its status reached ``status`` or beyond (``read``
+        is beyond ``delivered``). Raises :class:`~wachat_async.MessageFailedError` when a
+        receipt says it failed, :class:`~wachat_async.WaitTimeoutError` after ``timeout``
+        seconds (None: wait for ever). Receipts reach it through :meth:`record_receipt`."""
+        return await self._sender.log.wait_for(
+            check.text("message_id", message_id),
+            status,
+            timeout=None if timeout is None else check.seconds("timeout", timeout),
+        )
+
+    async def save_receipts(self, journal: str | os.PathLike[str]) -> None:
+        """Write the statuses known now to ``journal``'s rows of those messages (a broadcast
+        writes those that arrive during its run itself; call this after it, once the
+        receipts you wait for arrived). Statuses there move forward only, too."""
+        settings = self._sender.settings
+        async with await Journal.open(
+            journal, api_key=settings.api_key, base_url=settings.base_url
+        ) as log:
+            self._sender.log.attach(log)
+            self._sender.log.detach(log)
 
     async def send_text(
         self,

@@ -17,6 +17,9 @@ Kinds and their data:
     ``{"instance": <api name>, "direction": "out" | "in", "message": <record>}``: a send the
     client made (``{path, body, id, at}``) or a customer's message (``{id, from, push_name,
     text, at}``).
+``receipt``
+    ``{"instance": <api name>, "id": <message id>, "status": sent | delivered | read |
+    failed}``: a sent message's status, after a receipt went out.
 ``delivery``
     ``{"delivery": {webhook_id, event, instance, status, error, at}}``.
 

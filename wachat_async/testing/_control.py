@@ -30,7 +30,19 @@ Endpoints (paths under ``/_sandbox``; "answer" lists the keys beside ``"success"
     sent to them, 400 when none has that id). Answer: ``id``, the message's id.
 ``GET /instances/{name}/sent``
     What the client sent from it, oldest first. Answer: ``count``, ``sent``
-    (``{path, body, id, at}`` each).
+    (``{path, body, id, at, status}`` each; ``status``: sent, delivered, read or failed).
+``POST /instances/{name}/receipts``, body ``{"message_id": str, "status": "sent" |
+"delivered" | "read" | "failed"}``
+    Send that receipt of a message it sent, as ``messages.update`` (Evolution API shape:
+    ``{keyId, key: {id, remoteJid, fromMe}, remoteJid, fromMe, status: SERVER_ACK |
+    DELIVERY_ACK | READ | ERROR}``), even out of order (the message's own status moves forward
+    only). 404 when it sent no such message. Answer: ``status``, the message's status now.
+``POST /instances/{name}/read``, body ``{"number": "628..."}``
+    The customer opens the chat: each message sent to them not read yet is read, and its
+    receipt sent. Answer: ``count``, ``ids`` (those read).
+``GET /receipts``, ``POST /receipts`` with ``{"delay": seconds or null}``
+    After each send, its ``delivered`` receipt goes out ``delay`` seconds later (0.2 by
+    default); null sends none by itself. Answer: ``delay``.
 ``GET /instances/{name}/received``
     What customers sent to it, oldest first. Answer: ``count``, ``received``
     (``{id, from, push_name, text, selected_id, at}`` each; ``push_name`` null when none was
@@ -118,6 +130,10 @@ class Control:
         r.add_post("/instances/{name}/messages", self._receive_message)
         r.add_get("/instances/{name}/sent", self._sent)
         r.add_get("/instances/{name}/received", self._received)
+        r.add_post("/instances/{name}/receipts", self._receipt)
+        r.add_post("/instances/{name}/read", self._read)
+        r.add_get("/receipts", self._receipts)
+        r.add_post("/receipts", self._set_receipts)
         r.add_get("/deliveries", self._deliveries)
         r.add_get("/limits", self._limits)
         r.add_post("/limits", self._set_limits)
@@ -200,6 +216,37 @@ class Control:
     async def _received(self, request: web.Request) -> web.Response:
         received = list(self._instance(request).received)
         return web.json_response({"success": True, "count": len(received), "received": received})
+
+    async def _receipt(self, request: web.Request) -> web.Response:
+        inst = self._instance(request)
+        body = await json_object(request)
+        status = self._sandbox.receipt(
+            inst, require_str(body, "message_id"), require_str(body, "status")
+        )
+        return web.json_response({"success": True, "status": status})
+
+    async def _read(self, request: web.Request) -> web.Response:
+        inst = self._instance(request)
+        body = await json_object(request)
+        ids = self._sandbox.read_chat(inst, require_digits(body, "number"))
+        return web.json_response({"success": True, "count": len(ids), "ids": ids})
+
+    async def _receipts(self, request: web.Request) -> web.Response:
+        return web.json_response({"success": True, "delay": self._sandbox.receipt_delay})
+
+    async def _set_receipts(self, request: web.Request) -> web.Response:
+        body = await json_object(request)
+        unknown = set(body) - {"delay"}
+        if unknown or "delay" not in body:
+            raise Refused('Give {"delay": seconds or null}')
+        delay = body["delay"]
+        valid = delay is None or (
+            isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay < 3600
+        )
+        if not valid:
+            raise Refused("delay must be a number of seconds from 0 to 3600, or null")
+        self._sandbox.receipt_delay = None if delay is None else float(delay)
+        return await self._receipts(request)
 
     async def _deliveries(self, request: web.Request) -> web.Response:
         log = [d.as_json() for d in self._deliverer.log]

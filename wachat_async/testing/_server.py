@@ -41,7 +41,7 @@ from ._faults import Fault, FaultPlan
 from ._gate import API_PREFIX, Exchange, Gate, RecordedRequest
 from ._handlers import ApiHandlers
 from ._pacing import Pacing
-from ._state import FakeInstance, FakeWebhook, Sandbox
+from ._state import RECEIPT_DELAY, FakeInstance, FakeWebhook, Sandbox
 from ._web import SiteGuard
 
 T = TypeVar("T")
@@ -96,6 +96,9 @@ class FakeWachat:
     ``auto_scan`` connects each new ``WHATSAPP-BAILEYS`` instance that many seconds after its
     creation, as if a phone scanned it (for unattended demos). ``send_rate_limit`` and
     ``strict`` switch on the pacing rules (see :meth:`limit_sends` and :meth:`set_strict`).
+    ``receipt_delay`` is how long after a send its ``delivered`` receipt (``messages.update``)
+    goes to the webhooks (None: never; send receipts with :meth:`send_receipt` and
+    :meth:`read_chat`).
 
     Only this machine's programs and the server's own pages may drive it: a request whose
     ``Host`` is not the server's address (a loopback name or ``host``, with ``port``) is
@@ -107,6 +110,7 @@ class FakeWachat:
     qr_ttl = _Forward[float]("_sandbox")
     instance_limit = _Forward[int | None]("_sandbox")
     auto_scan = _Forward[float | None]("_sandbox")
+    receipt_delay = _Forward[float | None]("_sandbox")
     record = _Forward[bool]("_gate")
 
     def __init__(
@@ -123,6 +127,7 @@ class FakeWachat:
         send_rate_limit: int | None = None,
         strict: bool = False,
         allowed_hosts: Iterable[str] = (),
+        receipt_delay: float | None = RECEIPT_DELAY,
     ) -> None:
         self.api_keys = set(api_keys)
         if not self.api_keys:
@@ -144,6 +149,7 @@ class FakeWachat:
             auto_scan=auto_scan,
             pacing=Pacing(per_minute=send_rate_limit, strict=strict),
             changes=self._changes,
+            receipt_delay=receipt_delay,
         )
         self._gate = Gate(
             api_keys=lambda: self.api_keys, faults=self.faults, stats=self.stats, record=record
@@ -376,6 +382,17 @@ class FakeWachat:
                 self.instance(name), from_number, text, push_name=push_name
             )
         )
+
+    def send_receipt(self, name: str, message_id: str, status: str) -> str:
+        """Send the receipt ``status`` (sent, delivered, read, failed) of a message the
+        instance sent, as ``messages.update``; the message's status moves forward only. Its
+        status now."""
+        return self._call(lambda: self._sandbox.receipt(self.instance(name), message_id, status))
+
+    def read_chat(self, name: str, number: str) -> list[str]:
+        """The customer ``number`` reads what the instance sent them: a read receipt for each
+        message not read yet. Their ids."""
+        return self._call(lambda: self._sandbox.read_chat(self.instance(name), number))
 
     def sent_messages(self, name: str) -> list[dict[str, Any]]:
         """What was sent from an instance, oldest first."""

@@ -38,6 +38,13 @@ BAILEYS, BUSINESS = "WHATSAPP-BAILEYS", "WHATSAPP-BUSINESS"
 #: ``statusReason`` of a ``connection.update``: linked, logged out, closed by the network.
 LINKED, LOGGED_OUT, CONNECTION_CLOSED = 200, 401, 428
 
+#: A sent message's statuses, in the order they move, and the ``status`` each one has in a
+#: ``messages.update`` receipt (the Evolution API's spelling). ``failed`` only follows ``sent``.
+RECEIPT_STATUSES = {"sent": "SERVER_ACK", "delivered": "DELIVERY_ACK", "read": "READ"}
+FAILED_STATUS = ("failed", "ERROR")
+#: By default, a sent message is delivered this many seconds after it was sent.
+RECEIPT_DELAY = 0.2
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -82,8 +89,9 @@ class FakeInstance:
     qr_issued_at: float = 0.0
     created_at: str = attrs.field(factory=now_iso)
     updated_at: str = attrs.field(factory=now_iso)
-    #: Messages sent from this instance: ``{"path", "body", "id", "at"}`` each, oldest first;
-    #: ``at`` is wall-clock ``time.time()``.
+    #: Messages sent from this instance: ``{"path", "body", "id", "at", "status"}`` each,
+    #: oldest first; ``at`` is wall-clock ``time.time()``, ``status`` sent, delivered, read
+    #: or failed (moved by the receipts the sandbox sends).
     sent: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
     #: Messages customers sent to this instance: ``{"id", "from", "push_name", "text",
     #: "selected_id", "at"}`` each, oldest first (``selected_id``: the list row or button
@@ -191,6 +199,7 @@ class Sandbox:
         auto_scan: float | None,
         pacing: Pacing,
         changes: Changes,
+        receipt_delay: float | None = RECEIPT_DELAY,
     ) -> None:
         self.stats = stats
         #: The live feed of what happens here (the dev phone page follows it).
@@ -200,6 +209,9 @@ class Sandbox:
         #: Seconds after which a new WHATSAPP-BAILEYS instance is scanned by itself; None: never.
         self.auto_scan = auto_scan
         self.pacing = pacing
+        #: Seconds after a send at which its ``delivered`` receipt is sent; None: never (tests
+        #: send receipts themselves, :meth:`receipt`).
+        self.receipt_delay = receipt_delay
         self.qr = QrSource(qr_pool)
         #: Instances by API name.
         self.instances: dict[str, FakeInstance] = {}
@@ -209,12 +221,15 @@ class Sandbox:
         self._ids = itertools.count(1)
         self._webhook_ids = itertools.count(1)
         self._auto_scans: dict[str, asyncio.TimerHandle] = {}
+        #: Delivered receipts scheduled, by message id.
+        self._auto_receipts: dict[str, asyncio.TimerHandle] = {}
 
     def close(self) -> None:
-        """Cancel the scans still scheduled by ``auto_scan``."""
-        for handle in self._auto_scans.values():
+        """Cancel the scans still scheduled by ``auto_scan``, and the receipts."""
+        for handle in [*self._auto_scans.values(), *self._auto_receipts.values()]:
             handle.cancel()
         self._auto_scans.clear()
+        self._auto_receipts.clear()
 
     # -- finding instances ---------------------------------------------------------------------
 
@@ -390,11 +405,73 @@ class Sandbox:
             self.disconnect(inst, reason=CONNECTION_CLOSED)
             self._require_connected(inst)
         message_id = new_message_id()
-        record = {"path": path, "body": body, "id": message_id, "at": now}
+        record = {"path": path, "body": body, "id": message_id, "at": now, "status": "sent"}
         inst.sent.append(record)
         self.stats["sent"] += 1
         self._message(inst, "out", record)
+        if self.receipt_delay is not None:
+            self._schedule_delivered(inst, record, self.receipt_delay)
         return message_id
+
+    # -- receipts ------------------------------------------------------------------------------
+
+    def _schedule_delivered(self, inst: FakeInstance, record: dict[str, Any], delay: float) -> None:
+        def deliver() -> None:
+            self._auto_receipts.pop(record["id"], None)
+            if record["status"] == "sent":  # not read or failed meanwhile
+                self.receipt(inst, record["id"], "delivered")
+
+        loop = asyncio.get_running_loop()
+        self._auto_receipts[record["id"]] = loop.call_later(delay, deliver)
+
+    def receipt(self, inst: FakeInstance, message_id: str, status: str) -> str:
+        """Send the receipt ``status`` (sent, delivered, read, failed) of a message ``inst``
+        sent, as ``messages.update``, whatever its status is (a test may send them out of
+        order); the message's own status moves forward only. Its status now."""
+        spelling = RECEIPT_STATUSES.get(status) or (
+            FAILED_STATUS[1] if status == FAILED_STATUS[0] else None
+        )
+        if spelling is None:
+            raise Refused(
+                f"status must be one of {', '.join([*RECEIPT_STATUSES, FAILED_STATUS[0]])}; "
+                f"got {status!r}"
+            )
+        record = next((r for r in reversed(inst.sent) if r["id"] == message_id), None)
+        if record is None:
+            raise Refused(f"{inst.api_name} sent no message {message_id!r}", status=404)
+        if _moves_forward(record["status"], status):
+            record["status"] = status
+        jid = f"{record['body'].get('number')}@s.whatsapp.net"
+        self.stats[f"receipts.{status}"] += 1
+        self.changes.publish(
+            "receipt",
+            lambda: {"instance": inst.api_name, "id": message_id, "status": record["status"]},
+        )
+        self.emit(
+            "messages.update",
+            inst,
+            {
+                "keyId": message_id,
+                "key": {"id": message_id, "remoteJid": jid, "fromMe": True},
+                "remoteJid": jid,
+                "fromMe": True,
+                "status": spelling,
+                "instanceId": str(inst.id),
+            },
+        )
+        return str(record["status"])
+
+    def read_chat(self, inst: FakeInstance, number: str) -> list[str]:
+        """The customer ``number`` opens the chat: each message ``inst`` sent them that is
+        not read (nor failed) yet is read, and its receipt sent. The ids read."""
+        unread = [
+            r
+            for r in inst.sent
+            if r["body"].get("number") == number and r["status"] in ("sent", "delivered")
+        ]
+        for record in unread:
+            self.receipt(inst, record["id"], "read")
+        return [r["id"] for r in unread]
 
     def _require_connected(self, inst: FakeInstance) -> None:
         if inst.state != OPEN:
@@ -557,6 +634,15 @@ class Sandbox:
         for hook in list(self.webhooks.values()):
             if hook.wants(event, inst.api_name):
                 self._deliver(hook, event, inst.api_name, data)
+
+
+def _moves_forward(current: str, new: str) -> bool:
+    order = list(RECEIPT_STATUSES)
+    if current == FAILED_STATUS[0] or current == new:
+        return False
+    if new == FAILED_STATUS[0]:
+        return current == "sent"
+    return order.index(new) > order.index(current)
 
 
 def qr_fields(inst: FakeInstance) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from .events import (
     MessageReceived,
     MessageStatusUpdate,
     QrCodeUpdated,
+    Receipt,
     WebhookEvent,
     parse_event,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "MessageReceived",
     "MessageStatusUpdate",
     "QrCodeUpdated",
+    "Receipt",
     "WebhookEvent",
     "WebhookPayloadError",
     "WebhookReceiver",

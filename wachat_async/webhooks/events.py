@@ -16,6 +16,7 @@ import attrs
 
 from .. import _json
 from .._decode import converter
+from .._receipts import MessageStatus, receipt_status
 from ..errors import WebhookPayloadError, WebhookSignatureError
 from ..models import ConnectionState, QrCode, WebhookEventType
 from .signature import timestamp_seconds
@@ -30,6 +31,7 @@ __all__ = [
     "MessageReceived",
     "MessageStatusUpdate",
     "QrCodeUpdated",
+    "Receipt",
     "WebhookEvent",
     "parse_event",
 ]
@@ -159,11 +161,30 @@ class ButtonReply(MessageReceived):
 
 @attrs.frozen
 class MessageStatusUpdate(WebhookEvent):
-    """``messages.update``: delivery status of a sent message (inferred: ``status``, ``key``)."""
+    """``messages.update``: a receipt, the status of a message an instance sent.
+
+    Wachat has not published its shape; this follows the Evolution API's ``messages.update``:
+    ``data = {keyId | key: {id, remoteJid, fromMe}, remoteJid, fromMe, status}`` (or a list of
+    them: the first is read), ``status`` one of ``SERVER_ACK``, ``DELIVERY_ACK``, ``READ``,
+    ``PLAYED``, ``ERROR`` (``PENDING`` and Baileys' numbers 0-5 are read too). ``status`` is
+    the spelling as sent, ``message_status`` what it means (None for one not known); ``raw``
+    holds the whole payload.
+    """
 
     message_id: str | None = None
     remote_jid: str | None = None
     status: str | None = None
+    message_status: MessageStatus | None = None
+
+    @property
+    def recipient(self) -> str | None:
+        """Digits of the chat the message went to (from ``remote_jid``)."""
+        user = (self.remote_jid or "").split("@", 1)[0].split(":", 1)[0]
+        return user if user.isdigit() else None
+
+
+#: A receipt: another name for :class:`MessageStatusUpdate`.
+Receipt = MessageStatusUpdate
 
 
 @attrs.frozen
@@ -298,11 +319,17 @@ def parse_event(headers: Mapping[str, str], body: str | bytes) -> WebhookEvent:
         return _message_event(common, data[0] if isinstance(data, list) and data else data)
     if event is WebhookEventType.MESSAGES_UPDATE:
         update = data[0] if isinstance(data, list) and data else data
+        status = _get(update, "status")
+        if status is None:
+            status = _get(update, "update", "status")
+        if isinstance(status, bool) or not isinstance(status, str | int):
+            status = None
         return MessageStatusUpdate(
             **common,
             message_id=_typed(_get(update, "key", "id") or _get(update, "keyId"), str),
             remote_jid=_typed(_get(update, "key", "remoteJid") or _get(update, "remoteJid"), str),
-            status=_typed(_get(update, "status") or _get(update, "update", "status"), str),
+            status=None if status is None else str(status),
+            message_status=receipt_status(status),
         )
     if event is WebhookEventType.CONTACTS_UPDATE:
         return ContactsUpdate(**common)

@@ -17,6 +17,7 @@ from .events import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    MessageStatusUpdate,
     WebhookEvent,
     parse_event,
 )
@@ -24,7 +25,7 @@ from .signature import DEFAULT_TOLERANCE, verify_signature
 
 logger = logging.getLogger("wachat_async")
 
-__all__ = ["Admit", "EventHandler", "WebhookReceiver"]
+__all__ = ["Admit", "EventHandler", "Receipts", "WebhookReceiver"]
 
 EventHandler = Callable[[WebhookEvent], Awaitable[None]]
 #: Decides, before the answer, whether a verified event (and its raw body) is handled: True to
@@ -32,6 +33,9 @@ EventHandler = Callable[[WebhookEvent], Awaitable[None]]
 #: :class:`~wachat_async.errors.WachatError` (a storage that is down) answers 503, so Wachat
 #: may deliver it again.
 Admit = Callable[[WebhookEvent, bytes], Awaitable[bool]]
+#: Told of each receipt (``messages.update``) accepted, before the answer:
+#: ``wa.messages.record_receipt``.
+Receipts = Callable[[MessageStatusUpdate], object]
 
 
 class _SeenDeliveries:
@@ -72,6 +76,8 @@ class WebhookReceiver:
     tolerance window, in any encoding) is acknowledged with 200 and not handled again. The
     event type comes from the signed body, never from the unsigned ``X-Wachat-Event`` header.
     With ``admit`` (a bot's dedupe and durable inbox), that step runs before the answer.
+    With ``receipts=wa.messages.record_receipt``, each receipt accepted moves its message's
+    status (see ``wa.messages.wait_for_status``) before ``handler`` sees it.
     Serve it on its own (``receiver.app()`` answers a POST to any path, so the URL you
     register is the URL it answers) or mount it in your own app::
 
@@ -88,6 +94,7 @@ class WebhookReceiver:
         tolerance: float = DEFAULT_TOLERANCE,
         replay_capacity: int = 100_000,
         admit: Admit | None = None,
+        receipts: Receipts | None = None,
     ) -> None:
         if not secret:
             raise InvalidRequestError(
@@ -98,6 +105,7 @@ class WebhookReceiver:
         self._secret = secret
         self._handler = handler
         self._admit = admit
+        self._receipts = receipts
         # Checked here, not at the first delivery: a NaN tolerance would accept any timestamp,
         # and a capacity of 0 would fail every delivery.
         self._tolerance = check.seconds("tolerance", tolerance)
@@ -148,6 +156,11 @@ class WebhookReceiver:
                 return 503, {"success": False, "error": str(exc)}, None
             if not admitted:
                 return 200, {"success": True, "duplicate": True}, None
+        if self._receipts is not None and isinstance(event, MessageStatusUpdate):
+            try:
+                self._receipts(event)
+            except Exception:  # the delivery is still accepted: its handler runs
+                logger.exception("recording a receipt failed")
         claimed = headers.get(EVENT_HEADER)
         if claimed and claimed.strip().lower() != event.event.value.lower():
             logger.warning(

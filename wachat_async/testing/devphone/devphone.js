@@ -280,6 +280,9 @@
       case "message":
         addMessage(data.instance, { direction: data.direction, message: data.message }, true);
         break;
+      case "receipt":
+        applyReceipt(data.instance, data.id, data.status);
+        break;
       case "delivery":
         addDelivery(data.delivery);
         break;
@@ -453,11 +456,62 @@
   }
 
   function select(name) {
-    if (selected === name) return;
+    if (selected === name) {
+      readChat(name); // opened again: what came since is read too
+      return;
+    }
     selected = name;
     fromTouched = false;
     refreshSelection();
     renderChat();
+    readChat(name);
+  }
+
+  // -- receipts: the customer's phone ticks ----------------------------------------------------
+
+  /** A sent message's ticks: one (sent), two (delivered), two blue (read), or failed. */
+  const TICKS = { sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+
+  function ticks(status) {
+    const shown = TICKS[status] ? status : "sent";
+    return el("span", { class: `ticks ${shown}`, title: shown, "data-status": shown }, [
+      el("span", { "aria-hidden": "true", text: TICKS[shown] }),
+      el("span", { class: "visually-hidden", text: ` (${shown})` }),
+    ]);
+  }
+
+  function applyReceipt(name, id, status) {
+    const entry = instances.get(name);
+    if (!entry) return;
+    const item = entry.messages.find((m) => m.direction === "out" && m.message.id === id);
+    if (!item) return;
+    item.message.status = status;
+    if (name !== selected) return;
+    for (const node of ui.messages.querySelectorAll("li.msg.out")) {
+      if (node.dataset.id === id) node.querySelector(".ticks").replaceWith(ticks(status));
+    }
+  }
+
+  /** Opening a chat is the customers reading it: what they were sent and did not read yet is
+   * read, and the sandbox sends the read receipts. */
+  async function readChat(name) {
+    const entry = instances.get(name);
+    if (!entry || entry.view.state !== "open") return;
+    const unread = new Set();
+    for (const { direction, message } of entry.messages) {
+      const status = message.status || "sent";
+      if (direction === "out" && (status === "sent" || status === "delivered")) {
+        const number = message.body && message.body.number;
+        if (str(number)) unread.add(number);
+      }
+    }
+    for (const number of unread) {
+      try {
+        await act(instancePath(name, "read"), { number });
+      } catch {
+        // the instance went away meanwhile: its ticks stay as they are
+      }
+    }
   }
 
   function refreshSelection() {
@@ -554,9 +608,9 @@
         : el("span", { class: "party" }, ["to ", phone(party)]),
       clock(message.at),
     ]);
-    if (direction === "out") meta.append(el("span", { class: "ticks", "aria-hidden": "true", text: "✓✓" }));
+    if (direction === "out") meta.append(ticks(message.status));
     bubble.append(meta);
-    const item = el("li", { class: `msg ${direction}` }, [
+    const item = el("li", { class: `msg ${direction}`, "data-id": message.id }, [
       el("span", { class: "visually-hidden", text: direction === "in" ? "Customer said:" : "Bot sent:" }),
       bubble,
     ]);

@@ -199,7 +199,9 @@ class SiteGuard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        return self.refusal(request) or await handler(request)
+        # ``is None``, not ``or``: an aiohttp < 3.11 response is a mapping, false when empty.
+        refused = self.refusal(request)
+        return await handler(request) if refused is None else refused
 
     @staticmethod
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -101,7 +101,14 @@ class Sends(Protocol):
 
 class _Pacer:
     """One instance's turns: spacing, jitter, caps, and pauses asked by the server. Every
-    worker of the instance goes through it, so a pause holds all of them (a shared gate)."""
+    worker of the instance goes through it, so a pause holds all of them (a shared gate).
+
+    A pace is about the spacing the gateway sees. With one send in flight (``per_instance``
+    1, the default) a gap starts when the previous send is answered or fails
+    (:meth:`answered`): a send reaches the server before its answer comes back, so however long
+    it was on its way, the next one arrives at least the gap later. With several in flight it
+    is their starts that are spaced: a send delayed on its way may arrive closer to the next.
+    """
 
     def __init__(
         self,
@@ -117,6 +124,9 @@ class _Pacer:
         self._rng = rng
         self._lock = asyncio.Lock()
         self._next = 0.0
+        #: The gap given with the last turn (restarted by :meth:`answered`).
+        self._gap = 0.0
+        self._spaced_from_answers = pace.per_instance == 1
         self._paused_until = 0.0
         self.sent = 0
         # Wall-clock times of recent sends, for the caps (with the journal's, from earlier runs).
@@ -157,10 +167,19 @@ class _Pacer:
             gap = pace.spacing(self.sent)
             if pace.jitter:
                 gap += self._rng.uniform(0.0, pace.jitter)
+            # Spaced from this start, in case nothing is sent (then no answer restarts it).
+            self._gap = gap
             self._next = loop.time() + gap
             self.sent += 1
             if pace.hourly is not None or pace.daily is not None:
                 self._recent.append(time.time())
+
+    def answered(self) -> None:
+        """The send of the last turn was answered or failed: with one in flight, the next
+        turn's gap starts now, so that it is kept at the server."""
+        if self._spaced_from_answers and self._gap:
+            loop = asyncio.get_running_loop()
+            self._next = max(self._next, loop.time() + self._gap)
 
     async def hold(self) -> None:
         """Wait out a pause the server asked for after this turn was given (another worker's
@@ -434,7 +453,10 @@ class _Broadcast:
         try:
             # No retries inside the call: a 429 must hold every worker of the instance, not
             # just this one, so the lane does the retrying.
-            sent = await self.sends.send_prepared(item.call, item.body, max_retries=0)
+            try:
+                sent = await self.sends.send_prepared(item.call, item.body, max_retries=0)
+            finally:
+                lane.pacer.answered()
         except OutcomeUnknownError as exc:
             self._record(item, UNKNOWN, error=exc)
             return self._result(item, BroadcastStatus.UNKNOWN, error=exc)

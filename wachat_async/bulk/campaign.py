@@ -79,9 +79,14 @@ class Pace:
     ``hourly`` and ``daily`` cap one instance's messages in any rolling hour and day (counting
     what the journal records of earlier runs); ``warmup_messages`` ramps a new number up: its
     first messages are spaced from ``warmup_interval`` down to ``interval``.
+
+    The spacing is kept where the gateway counts it, at the server: with one message in flight
+    per instance (``per_instance`` 1), each gap starts when the previous send is answered, so a
+    send slow to arrive never arrives closer to the next. With several in flight, it is their
+    starts that are spaced (a send delayed on its way may arrive closer to the next).
     """
 
-    #: Seconds at least between two messages of one instance.
+    #: Seconds at least between two messages of one instance (at the server: see above).
     interval: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
     #: Up to this many seconds more, at random, each time.
     jitter: float = attrs.field(default=5.0, validator=check.attribute(check.seconds_or_zero))
@@ -122,7 +127,9 @@ class Pace:
         return start + (self.interval - start) * sent / self.warmup_messages
 
     def projected_seconds(self, messages: int) -> float:
-        """Expected time for one instance to send ``messages`` at this pace (caps included)."""
+        """Expected time for one instance to send ``messages`` at this pace (caps included).
+        With one in flight, each message takes its round trip more (a gap starts at the
+        answer); that is not known in advance, nor is it counted here."""
         if messages <= 1:
             return 0.0
         # Only the warm-up's gaps differ; the rest are all ``interval`` (the CLI asks this for

@@ -71,8 +71,9 @@ async def late_front(fake: FakeWachat, sock: socket.socket, delay: float) -> Asy
         await server.wait_closed()
 
 
-# Late by most of the interval, and by more than all of it.
-@pytest.mark.parametrize("delay", [0.75 * INTERVAL, 1.5 * INTERVAL])
+@pytest.mark.parametrize(
+    "delay", [0.75 * INTERVAL, 1.5 * INTERVAL], ids=["late-by-most-of-it", "late-by-more"]
+)
 async def test_a_send_late_at_the_server_still_gets_its_interval(delay: float) -> None:
     front = reserved_port()
     async with (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import pydoc
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,12 @@ BASE = "http://127.0.0.1:9/api/v1"
 
 
 def text_of(thing: object) -> str:
-    return pydoc.plain(pydoc.render_doc(thing))
+    """The page ``help(thing)`` shows, with signatures on one line: Python 3.13's pydoc puts a
+    long signature one parameter per line."""
+    page = pydoc.plain(pydoc.render_doc(thing))
+    page = re.sub(r"\(\n[ |]*", "(", page)
+    page = re.sub(r",\n[ |]*(?=[\w*/])", ", ", page)
+    return re.sub(r"\n[ |]*\)", ")", page)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@
     ├── OutcomeUnknownError                      a create or send may or may not have happened
     │   └── UnreadableOutcomeError (also ResponseValidationError)
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
+    ├── HookError                                one of the client's hooks raised
     ├── WebhookSignatureError                    an incoming delivery failed verification
     ├── WebhookPayloadError (also ValueError)    an incoming delivery that is not a JSON object
     └── JournalError                             a bulk journal that cannot be used
@@ -47,6 +48,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "FailureClass",
+    "HookError",
     "InvalidRequestError",
     "JournalError",
     "JournalInUseError",
@@ -320,6 +322,20 @@ class WaitTimeoutError(WachatError, TimeoutError):
     def __init__(self, message: str, *, last_state: Any = None, attempts: int = 1) -> None:
         #: The last :class:`~wachat_async.InstanceState` seen.
         self.last_state = last_state
+        super().__init__(message, attempts=attempts)
+
+
+class HookError(WachatError):
+    """One of the client's :class:`~wachat_async.Hooks` raised: the call fails with this, and
+    is not resent for it. The hook's exception is the ``__cause__``."""
+
+    failure = FailureClass.FATAL
+
+    def __init__(self, message: str, *, hook: str = "", name: str = "", attempts: int = 1) -> None:
+        #: Which hook: ``on_request``, ``on_response``, ``on_retry`` or ``on_reconcile``.
+        self.hook = hook
+        #: The callable's qualified name.
+        self.name = name
         super().__init__(message, attempts=attempts)
 
 

@@ -195,10 +195,14 @@ class Observer:
 
     def watch(self, request: Request) -> Watch[Any] | None:
         """A watch over one call of ``request``; None when nothing would see it."""
-        tracer = None if self.telemetry is None else self.telemetry.tracer()
-        if tracer is None and self.hooks is None:
+        telemetry = self.telemetry
+        tracer = metrics = None
+        if telemetry is not None:
+            tracer = telemetry.tracer()
+            metrics = telemetry.instruments()
+        if tracer is None and metrics is None and self.hooks is None:
             return None
-        return Watch[Any](self, request, tracer)
+        return Watch[Any](self, request, tracer, metrics)
 
 
 def _span_name(operation: str) -> str:
@@ -217,12 +221,24 @@ def _instance(request: Request) -> str | None:
 class Watch(Generic[T]):
     """One call observed: its span (when traced), and the hooks' events."""
 
-    __slots__ = ("attempts", "hooks", "observer", "request", "sent", "span", "status", "url")
+    __slots__ = (
+        "attempts",
+        "hooks",
+        "metrics",
+        "observer",
+        "request",
+        "sent",
+        "span",
+        "status",
+        "url",
+    )
 
-    def __init__(self, observer: Observer, request: Request, tracer: Any) -> None:
+    def __init__(self, observer: Observer, request: Request, tracer: Any, metrics: Any) -> None:
         self.observer = observer
         self.request = request
         self.hooks = observer.hooks
+        #: The instruments (an ``_otel.Instruments``) when metrics are recorded.
+        self.metrics = metrics
         self.attempts = 0
         self.status: int | None = None
         self.sent = 0.0
@@ -283,6 +299,9 @@ class Watch(Generic[T]):
 
     async def response(self, attempt: int, status: int | None, error: BaseException | None) -> None:
         self.status = status
+        elapsed = time.perf_counter() - self.sent
+        if self.metrics is not None:
+            self._measure(status, error, elapsed)
         if self.hooks is not None and self.hooks.on_response:
             call = self.request.call
             event = ResponseEvent(
@@ -292,15 +311,40 @@ class Watch(Generic[T]):
                 self._full_url(),
                 attempt,
                 status,
-                time.perf_counter() - self.sent,
+                elapsed,
                 None if error is None else type(error).__name__,
             )
             await _run_hooks("on_response", self.hooks.on_response, event, self)
+
+    def _labels(self) -> dict[str, Any]:
+        call = self.request.call
+        return {"wachat.operation": _span_name(call.operation)[len("wachat.") :]}
+
+    def _measure(self, status: int | None, error: BaseException | None, elapsed: float) -> None:
+        call = self.request.call
+        host, port = self.observer.server
+        labels = self._labels()
+        self.metrics.attempts.add(1, labels)
+        labels |= {
+            "http.request.method": call.method,
+            "url.template": call.path,
+            "server.address": host,
+            "server.port": port,
+        }
+        if status is not None:
+            labels["http.response.status_code"] = status
+        if error is not None:
+            labels["error.type"] = type(error).__name__
+        elif status is not None and status >= 400:
+            labels["error.type"] = str(status)  # the HTTP conventions' choice
+        self.metrics.duration.record(elapsed, labels)
 
     async def retrying(self, attempt: int, error: BaseException | None, wait: float) -> None:
         failure = getattr(error, "failure", None)
         kind = failure.value if failure is not None else "unknown"
         name = type(error).__name__
+        if self.metrics is not None:
+            self.metrics.retries.add(1, self._labels() | {"wachat.retry.failure_class": kind})
         if self.span is not None:
             self.span.add_event(
                 "retry",
@@ -316,6 +360,9 @@ class Watch(Generic[T]):
             await _run_hooks("on_retry", self.hooks.on_retry, event, self)
 
     async def reconciled(self, step: str, outcome: str) -> None:
+        if self.metrics is not None:
+            labels = {"wachat.reconcile.step": step, "wachat.reconcile.outcome": outcome}
+            self.metrics.reconciliations.add(1, self._labels() | labels)
         if self.span is not None:
             self.span.add_event(
                 "reconcile", {"wachat.reconcile.step": step, "wachat.reconcile.outcome": outcome}

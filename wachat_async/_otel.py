@@ -25,14 +25,57 @@ _telemetry: Telemetry | None = None
 _UNKNOWN = object()
 
 
+class Instruments:
+    """The client's metrics (OpenTelemetry's HTTP client conventions, and its own counters),
+    labelled by operation, method, path template, server, status and failure class alone: no
+    number, message id or instance name."""
+
+    def __init__(self, meter: Any) -> None:
+        self.duration = meter.create_histogram(
+            "http.client.request.duration", unit="s", description="Duration of each attempt."
+        )
+        self.attempts = meter.create_counter(
+            "wachat.client.attempts", unit="{attempt}", description="Requests sent."
+        )
+        self.retries = meter.create_counter(
+            "wachat.client.retries", unit="{retry}", description="Retries, by failure class."
+        )
+        self.reconciliations = meter.create_counter(
+            "wachat.client.reconciliations",
+            unit="{step}",
+            description="Reconciliation steps of calls whose outcome was in doubt.",
+        )
+
+
 class Telemetry:
-    """The OpenTelemetry API, imported: its tracer once a provider is configured."""
+    """The OpenTelemetry API, imported: its tracer and instruments once providers are
+    configured."""
 
     def __init__(self) -> None:
-        from opentelemetry import trace
+        from opentelemetry import metrics, trace
+        from opentelemetry.metrics import _internal as metrics_state
 
         self.trace = trace
+        self.metrics = metrics
+        self._metrics_state = metrics_state
         self._tracer: Any = None
+        self._instruments: Instruments | None = None
+
+    def instruments(self) -> Instruments | None:
+        """The instruments to record a call in, or None while no meter provider is configured."""
+        instruments = self._instruments
+        if instruments is None:
+            # As for the tracer: the global the API sets once, else the public check.
+            provider = getattr(self._metrics_state, "_METER_PROVIDER", _UNKNOWN)
+            if provider is _UNKNOWN:
+                provider = self.metrics.get_meter_provider()
+                if type(provider).__name__ == "_ProxyMeterProvider":
+                    provider = None
+            if provider is None:
+                return None
+            meter = self.metrics.get_meter(_NAME, __version__)
+            instruments = self._instruments = Instruments(meter)
+        return instruments
 
     def tracer(self) -> Any:
         """The tracer to use for a call, or None while no tracer provider is configured."""

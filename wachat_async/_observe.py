@@ -31,6 +31,7 @@ Hook = Callable[[E], Awaitable[None] | None]
 
 #: What stands for a secret in what hooks see.
 HIDDEN = "***"
+_REMEMBERED_URLS = 1024
 
 
 @attrs.frozen
@@ -185,6 +186,18 @@ class Observer:
         self._headers = {k: redact(v) for k, v in headers.items()}
         self._headers["Authorization"] = f"Bearer {HIDDEN}"
         self.server = server
+        self._urls: dict[tuple[Any, ...], str] = {}
+
+    def shown_url(self, request: Request) -> str:
+        """``request``'s URL as hooks see it, remembered (redacting costs more than a call's
+        parsing, and the same instance is asked about again and again)."""
+        key = (request.call.path, *(request.query or {}).items())
+        shown = self._urls.get(key)
+        if shown is None:
+            if len(self._urls) >= _REMEMBERED_URLS:
+                self._urls.clear()
+            shown = self._urls[key] = hidden_query_values(self.url(request), self.redact)
+        return shown
 
     def headers(self, request: Request) -> Mapping[str, str]:
         """The headers ``request`` is sent with, redacted."""
@@ -279,7 +292,7 @@ class Watch(Generic[T]):
 
     def _full_url(self) -> str:
         if self.url is None:
-            self.url = hidden_query_values(self.observer.url(self.request), self.observer.redact)
+            self.url = self.observer.shown_url(self.request)
         return self.url
 
     async def request_sent(self, attempt: int) -> None:

@@ -22,7 +22,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import FAST_RETRY, KEY, serving
 from tests.test_edges_webhooks import SECRET, UPSERT, delivery
-from wachat_async import AsyncWachat, Hooks, NotFoundError, ServerError, Wachat, WachatError
+from wachat_async import (
+    AsyncWachat,
+    Hooks,
+    NotFoundError,
+    Pace,
+    SendSpec,
+    ServerError,
+    TextMessage,
+    Wachat,
+    WachatError,
+)
 from wachat_async.testing import FakeWachat, Fault
 from wachat_async.webhooks import WebhookEvent, WebhookReceiver
 
@@ -147,6 +157,26 @@ async def test_create_many_workers_continue_the_callers_trace(
     context = parent.get_span_context()
     assert all(s.parent is not None and s.parent.span_id == context.span_id for s in creates)
     assert {s.context.trace_id for s in creates} == {context.trace_id}
+
+
+async def test_send_many_workers_continue_the_callers_trace(
+    server: FakeWachat, wa: AsyncWachat, spans: InMemorySpanExporter
+) -> None:
+    name = (await wa.instances.create("otel_broadcaster")).instance.api_instance_name
+    server.scan(name)
+    specs = [
+        SendSpec(instance=name, recipient=f"6281{n:08d}", message=TextMessage("hi"))
+        for n in range(5)
+    ]
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("campaign") as parent:
+        pace = Pace.off(per_instance=4)
+        results = [r async for r in wa.messages.send_many(specs, campaign="otel", pace=pace)]
+    assert [r.ok for r in results] == [True] * 5
+    sends = named(spans, "wachat.messages.send_text")
+    assert len(sends) == 5
+    context = parent.get_span_context()
+    assert {s.context.trace_id for s in sends} == {context.trace_id}
 
 
 def test_the_sync_facade_continues_the_calling_threads_trace(

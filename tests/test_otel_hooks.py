@@ -192,3 +192,13 @@ def test_a_hook_error_survives_pickle() -> None:
         "f",
         2,
     )
+
+
+async def test_every_retry_is_heard_the_first_and_tenacitys(server: FakeWachat) -> None:
+    seen = Seen()
+    server.inject(Fault.status(503), path="/instance/list", times=2)
+    async with client(server, hooks=seen.hooks()) as wa:
+        await wa.instances.list()
+    assert [e.attempt for e in seen.of(RetryEvent)] == [1, 2]
+    assert [e.attempt for how, e in seen.events if isinstance(e, RetryEvent)] == [1, 1, 2, 2]
+    assert [e.status for e in seen.of(ResponseEvent)] == [503, 503, 200]

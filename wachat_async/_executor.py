@@ -10,6 +10,10 @@ policy's loop. A failed attempt is examined there: a 404 that proves a delete ha
 success; an ambiguous non-idempotent call is handed, as one :class:`Doubt`, to the caller's
 ``reconcile``, which finds its result, proves it did not happen (the call may then be resent),
 or raises OutcomeUnknownError. Without one, it ends as OutcomeUnknownError, never resent.
+
+A call something observes (hooks, an OpenTelemetry provider: :mod:`~wachat_async._observe`)
+has a :class:`~wachat_async._observe.Watch`, told here of each attempt sent and answered, each
+retry decision and each reconciliation step; otherwise the only cost is a None check.
 """
 
 from __future__ import annotations

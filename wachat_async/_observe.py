@@ -1,8 +1,10 @@
 """Watching calls: the one place that observes each attempt, retry decision and
-reconciliation step, for the caller's hooks (:class:`Hooks`) and for OpenTelemetry spans.
+reconciliation step, for the caller's hooks (:class:`Hooks`) and for OpenTelemetry spans and
+metrics (:mod:`~wachat_async._otel`).
 
 The executor asks its :class:`Observer` for a :class:`Watch` per call; there is none (and no
-cost beyond a None check) when the client has no hooks and no tracer provider is configured.
+cost beyond a None check) when the client has no hooks and no tracer or meter provider is
+configured.
 Everything a watch hands out is redacted first: hooks see the URL and headers as the
 library's errors would show them, and spans carry the API's path template, never a query
 (``apiKey`` travels in the QR image and live URLs), nor any header or body.

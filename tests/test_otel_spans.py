@@ -40,13 +40,17 @@ _EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _provider() -> None:
-    """The SDK as the application would set it (once per process), exporting into memory."""
+def _provider() -> Iterator[None]:
+    """The SDK as the application would set it (once per process), exporting into memory
+    while these tests run: then the exporter stops keeping spans, so that later tests in the
+    process (a flood of webhook deliveries) do not fill memory with them."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    yield
+    _EXPORTER.shutdown()
 
 
 @pytest.fixture

@@ -35,6 +35,9 @@ TEST_DEPS = [
     "jsonschema",
     "pillow",
     "zxing-cpp",
+    # Spans (and metrics) exported in memory (tests/test_otel_*.py).
+    "opentelemetry-api",
+    "opentelemetry-sdk",
     # A test CA for the https API behind a recording proxy (tests/test_core_proxy.py).
     "trustme",
     # Drives the system chromium (Debian's package, installed by .ci/run) in the dev phone

@@ -101,6 +101,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "cause": FAILURE,
     },
     "WaitTimeoutError": {"message": "not connected", "last_state": STATE, "attempts": 7},
+    "HookError": {"message": "hook failed", "hook": "on_request", "name": "audit", "attempts": 2},
     "WebhookSignatureError": {"message": "stale"},
     "WebhookPayloadError": {"message": "not JSON"},
     "JournalError": {"message": "damaged", "path": "/tmp/j.db"},

@@ -3,6 +3,7 @@
 Async-first (:class:`AsyncWachat`) with a thread-bridged synchronous facade (:class:`Wachat`).
 """
 
+from ._observe import Hooks, ReconcileEvent, RequestEvent, ResponseEvent, RetryEvent
 from ._receipts import MessageRecord, MessageStatus
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -27,6 +28,7 @@ from .errors import (
     BadRequestError,
     ConflictError,
     FailureClass,
+    HookError,
     InvalidRequestError,
     JournalError,
     JournalInUseError,
@@ -92,6 +94,8 @@ __all__ = [
     "DuplicateGroup",
     "EventLoopBlockingWarning",
     "FailureClass",
+    "HookError",
+    "Hooks",
     "Instance",
     "InstanceInfo",
     "InstanceRef",
@@ -121,10 +125,14 @@ __all__ = [
     "QrCode",
     "QrImage",
     "RateLimitError",
+    "ReconcileEvent",
     "RedirectError",
     "ReplyButton",
+    "RequestEvent",
+    "ResponseEvent",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RetryEvent",
     "RetryPolicy",
     "SendResult",
     "SendSpec",

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 import attrs
 
 from . import _validate as check
+from ._observe import Hooks
 from ._retry import RetryPolicy
 from ._security import is_loopback_host, without_credentials
 from .errors import InvalidRequestError
@@ -173,6 +174,11 @@ def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     checked_proxy("proxy", check.text("proxy", value).strip())
 
 
+def _hooks(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, Hooks):
+        raise InvalidRequestError(f"hooks must be a Hooks, got {type(value).__name__}")
+
+
 @attrs.frozen
 class Settings:
     """Everything a client needs to talk to Wachat. The API key is never part of ``repr``."""
@@ -230,6 +236,10 @@ class Settings:
     allow_insecure_http: bool = attrs.field(
         default=False, validator=check.attribute(check.flag), kw_only=True
     )
+    #: Callables that see every attempt, retry and reconciliation step (see :class:`Hooks`).
+    hooks: Hooks | None = attrs.field(
+        default=None, validator=_hooks, kw_only=True, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -262,6 +272,8 @@ class OptionChanges:
     connect_timeout: float | None = None
     max_response_bytes: int | None = None
     max_image_bytes: int | None = None
+    #: Replaces the client's hooks (``Hooks()`` for none).
+    hooks: Hooks | None = None
 
     def given(self) -> dict[str, Any]:
         """The changes asked for, as keyword arguments."""

@@ -11,6 +11,10 @@ is success; an ambiguous non-idempotent call is handed, as one :class:`Doubt`, t
 :class:`Reconcile`, which finds its result, proves it did not happen (the call is then resent,
 and the reconciliation told once the resend succeeded), or raises OutcomeUnknownError.
 Without one, it ends as OutcomeUnknownError, never resent.
+
+A call something observes (hooks, an OpenTelemetry provider: :mod:`~wachat_async._observe`)
+has a :class:`~wachat_async._observe.Watch`, told here of each attempt sent and answered, each
+retry decision and each reconciliation step; otherwise the only cost is a None check.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from . import _otel
 from . import _validate as check
 from ._config import Settings, call_timeout
 from ._decode import Undecodable
+from ._observe import Observer, Watch
 from ._reading import RawResponse
 from ._request import Call, Request
 from ._retry import ProvenUndone
@@ -96,6 +102,7 @@ class Executor:
         self.errors = AnswerErrors(settings, transport.redact)
         self._timeout = settings.timeout
         self._policy = settings.retry
+        self._observer = _observer(transport, settings)
 
     def run(
         self,
@@ -121,7 +128,32 @@ class Executor:
         if max_retries is not None:
             check.non_negative_int("max_retries", max_retries)
         request = Request(call, params, body, seconds)
-        return _Run(self, request, decode, reconcile, done_if_gone, max_retries).attempt(1)
+        run = _Run(self, request, decode, reconcile, done_if_gone, max_retries)
+        if self._observer is None or (watch := self._observer.watch(request)) is None:
+            return run.attempt(1)
+        run.watch = watch
+        return watch.run(run.attempt(1))
+
+
+def _observer(transport: Transport, settings: Settings) -> Observer | None:
+    """What observes a client's calls: None without hooks or OpenTelemetry (nothing to do)."""
+    telemetry = _otel.telemetry()
+    if settings.hooks is None and telemetry is None:
+        return None
+    base = transport.url("")
+
+    def url(request: Request) -> str:
+        url = transport.url(request.call.path)
+        return str(url.with_query(request.query) if request.query else url)
+
+    return Observer(
+        settings.hooks,
+        telemetry,
+        transport.redact,
+        url,
+        transport.identity,
+        (base.host or "", base.port or 0),
+    )
 
 
 class _Run(Generic[T]):
@@ -137,6 +169,7 @@ class _Run(Generic[T]):
         "reconcile",
         "request",
         "started",
+        "watch",
     )
 
     def __init__(
@@ -160,17 +193,26 @@ class _Run(Generic[T]):
         self.landed = False
         #: The first doubt reconciliation settled as not done (the call was then resent).
         self.cleared: Doubt | None = None
+        #: What observes this call (hooks, a span), if anything does.
+        self.watch: Watch[T] | None = None
 
     async def attempt(self, number: int) -> T:
         """Attempt ``number``: its result, or raises its failure (examined). The first one's
         failure starts the retries, which call this again for attempts 2.."""
         executor = self.executor
+        watch = self.watch
         resent = False
+        if watch is not None:
+            await watch.request_sent(number)
         try:
             raw = await executor.transport.send(self.request, number, self.started)
         except APIConnectionError as error:
             failure: WachatError = error
+            if watch is not None:
+                await watch.response(number, None, error)
         else:
+            if watch is not None:
+                await watch.response(number, raw.status, None)
             if 200 <= raw.status < 300 and raw.readable:
                 try:
                     return self.decode(raw)
@@ -191,11 +233,19 @@ class _Run(Generic[T]):
             examined: BaseException = failure
         policy = self.executor._policy.with_max_retries(self.max_retries)
         call = self.request.call
+        watch = self.watch
         value = await policy.retry(
-            call.operation, examined, self.attempt, idempotent=call.idempotent, started=self.started
+            call.operation,
+            examined,
+            self.attempt,
+            idempotent=call.idempotent,
+            started=self.started,
+            on_retry=None if watch is None else watch.retrying,
         )
         if self.cleared is not None and self.reconcile is not None:
-            return await self.reconcile.resent(self.cleared, value)
+            value = await self.reconcile.resent(self.cleared, value)
+            if watch is not None:
+                await watch.reconciled("resent", "checked")
         return value
 
     async def _examine(self, failure: WachatError, resent: bool) -> T:
@@ -220,7 +270,15 @@ class _Run(Generic[T]):
             )
         wall_started = time.time() - (time.monotonic() - self.started)
         doubt = Doubt(self.request, failure, wall_started, processed)
-        verdict = await self.reconcile.settle(doubt)
+        watch = self.watch
+        try:
+            verdict = await self.reconcile.settle(doubt)
+        except OutcomeUnknownError:
+            if watch is not None:
+                await watch.reconciled("settle", "unknown")
+            raise
+        if watch is not None:
+            await watch.reconciled("settle", "found" if isinstance(verdict, Found) else "not_done")
         if isinstance(verdict, Found):
             return verdict.value
         if self.cleared is None:

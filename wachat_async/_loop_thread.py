@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -79,9 +80,11 @@ class LoopThread:
         done = threading.Lock()
         done.acquire()
         started: list[asyncio.Task[R]] = []
+        # The caller's context (its current trace span among it) goes with the call.
+        context = contextvars.copy_context()
 
         def start() -> None:
-            task = self.loop.create_task(coro)
+            task = self.loop.create_task(coro, context=context)
             task.add_done_callback(lambda _: done.release())
             started.append(task)
 

@@ -94,9 +94,12 @@ class RetryPolicy:
         *,
         idempotent: bool,
         started: float,
+        on_retry: Callable[[int, BaseException | None, float], Awaitable[None]] | None = None,
     ) -> T:
         """Attempts 2.. after the first one failed with ``first_failure``; ``attempt(n)`` makes
         attempt number ``n``. ``started`` is when the first attempt began (``time.monotonic()``).
+        ``on_retry(n, failure, wait)`` (an observer's) hears each decision to retry after
+        attempt ``n``, before the wait.
 
         Returns the first success, or raises the last failure (the one a
         :class:`ProvenUndone` carries, for an attempt reconciliation cleared).
@@ -131,6 +134,12 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             log(state.attempt_number + 1, error, state.upcoming_sleep)
 
+        async def before_sleep_observed(state: tenacity.RetryCallState) -> None:
+            before_sleep(state)
+            assert on_retry is not None
+            error = state.outcome.exception() if state.outcome else None
+            await on_retry(state.attempt_number + 1, _reported(error), state.upcoming_sleep)
+
         first_wait = self.delay_after(_reported(first_failure), 1)
         try:
             if (
@@ -140,12 +149,14 @@ class RetryPolicy:
             ):
                 raise first_failure
             log(1, first_failure, first_wait)
+            if on_retry is not None:
+                await on_retry(1, _reported(first_failure), first_wait)
             await asyncio.sleep(first_wait)
             retrying = tenacity.AsyncRetrying(
                 stop=stop,
                 wait=wait,
                 retry=tenacity.retry_if_exception(may_retry),
-                before_sleep=before_sleep,
+                before_sleep=before_sleep if on_retry is None else before_sleep_observed,
                 reraise=True,
             )
             async for trial in retrying:

@@ -124,6 +124,8 @@ class Transport:
             }
         )
         identity.update(settings.default_headers)
+        #: The headers every request carries, the key among them (observers redact them).
+        self.identity: Mapping[str, str] = identity
         # A session of ours carries these as its defaults, so a JSON call passes no headers.
         # Not behind a proxy: aiohttp copies a session's default headers into the proxy's
         # CONNECT (Authorization renamed Proxy-Authorization), so the key would reach the proxy.

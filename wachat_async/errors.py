@@ -22,6 +22,7 @@
     │   └── UnreadableOutcomeError (also ResponseValidationError)
     ├── WaitTimeoutError (also TimeoutError)     ``wait_until_connected`` gave up
     ├── MessageFailedError                       ``wait_for_status``: a receipt said failed
+    ├── HookError                                one of the client's hooks raised
     ├── WebhookSignatureError                    an incoming delivery failed verification
     ├── WebhookPayloadError (also ValueError)    an incoming delivery that is not a JSON object
     └── JournalError                             a bulk journal that cannot be used
@@ -48,6 +49,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "FailureClass",
+    "HookError",
     "InvalidRequestError",
     "JournalError",
     "JournalInUseError",
@@ -331,6 +333,20 @@ class MessageFailedError(WachatError):
     def __init__(self, message: str, *, record: Any = None, attempts: int = 1) -> None:
         #: The message's :class:`~wachat_async.MessageRecord`.
         self.record = record
+        super().__init__(message, attempts=attempts)
+
+
+class HookError(WachatError):
+    """One of the client's :class:`~wachat_async.Hooks` raised: the call fails with this, and
+    is not resent for it. The hook's exception is the ``__cause__``."""
+
+    failure = FailureClass.FATAL
+
+    def __init__(self, message: str, *, hook: str = "", name: str = "", attempts: int = 1) -> None:
+        #: Which hook: ``on_request``, ``on_response``, ``on_retry`` or ``on_reconcile``.
+        self.hook = hook
+        #: The callable's qualified name.
+        self.name = name
         super().__init__(message, attempts=attempts)
 
 

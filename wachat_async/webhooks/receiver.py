@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import _otel
 from .. import _validate as check
 from ..errors import InvalidRequestError, WachatError, WebhookPayloadError, WebhookSignatureError
 from .events import (
@@ -179,7 +180,8 @@ class WebhookReceiver:
 
     async def _run(self, event: WebhookEvent) -> None:
         try:
-            await self._handler(event)
+            with _otel.delivery(event.event.value, event.instance):
+                await self._handler(event)
         except Exception:
             logger.exception("webhook handler failed for %s", event.event.value)
 

@@ -8,6 +8,7 @@ import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -22,7 +23,21 @@ KEY = "test-key-0123456789abcdef"
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
 #: Retries that keep their shape (full jitter, caps, Retry-After) but wait milliseconds.
+def pytest_configure(config: pytest.Config) -> None:
+    if "_retry_connection" not in getattr(aiohttp.ClientSession, "ATTRS", ()):
+        # aiohttp 3.10 (the lowest-versions session) leaks the socket of a connection a proxy
+        # hung up on during CONNECT: its own bug, reported when the garbage collector gets to
+        # it (as the transport or as the socket), in whichever test runs then. Only those
+        # reports are let pass, and only there: the newer sessions still fail on any leak.
+        for leaked in ("<function _SelectorTransport.__del__", "<socket.socket"):
+            config.addinivalue_line(
+                "filterwarnings",
+                f"ignore:Exception ignored in. {leaked}:pytest.PytestUnraisableExceptionWarning",
+            )
+
+
 FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, total_budget=30.0)
 
 

@@ -88,16 +88,19 @@ async def test_hooks_see_each_attempt_and_the_retry_between_them(server: FakeWac
 
 async def test_a_network_failure_is_a_response_without_status(server: FakeWachat) -> None:
     seen = Seen()
-    server.inject(Fault.drop_before(), path="/instance/state")
+    # Two dropped connections: aiohttp 3.10 resends a GET once by itself, on a new connection,
+    # so there one attempt meets both drops; later versions make two attempts of it.
+    server.inject(Fault.drop_before(), path="/instance/state", times=2)
     created_name = None
     async with client(server, hooks=seen.hooks()) as wa:
         created_name = (await wa.instances.create("hooked_state")).instance.api_instance_name
         seen.events.clear()
         await wa.instances.state(created_name)
-    first, second = seen.of(ResponseEvent)
-    assert (first.status, first.error) == (None, "APIConnectionError")
-    assert second.status == 200
-    assert second.url.endswith(f"/instance/state?instanceName={created_name}")
+    *failed, answered = seen.of(ResponseEvent)
+    assert failed
+    assert all((event.status, event.error) == (None, "APIConnectionError") for event in failed)
+    assert answered.status == 200
+    assert answered.url.endswith(f"/instance/state?instanceName={created_name}")
 
 
 async def test_hooks_see_the_reconciliation_of_a_lost_create(server: FakeWachat) -> None:

@@ -22,6 +22,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from ._config import Settings, checked_proxy
+from ._security import is_loopback_host
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: The variables naming a proxy for each scheme of the API's URL, in the order they are read
@@ -38,6 +39,10 @@ def proxy_for(settings: Settings) -> str | None:
         return None
     api = urlsplit(settings.base_url)
     host = (api.hostname or "").rstrip(".")
+    if api.scheme == "http" and is_loopback_host(host):
+        # Plain http is allowed for loopback only because it never leaves the machine; an
+        # environment proxy would carry it, key and all, in clear (``proxy=`` still may).
+        return None
     port = api.port or _DEFAULT_PORTS[api.scheme]
     found = _from_environment(api.scheme)
     if found is None:

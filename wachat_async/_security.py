@@ -50,6 +50,8 @@ FRAGMENT = 8
 _SHORT_BASE64 = 6
 #: A URL's ``scheme://``.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: A URL's ``scheme://`` and the ``user:password@`` after it.
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]+@")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -142,7 +144,12 @@ class Redactor:
         return "Redactor(***)"
 
     def __call__(self, text: str) -> str:
-        if not self._longest or not text:
+        if not text:
+            return text
+        if "@" in text and "://" in text:
+            # Any URL's credentials, known or not (a caller's session may carry its own proxy).
+            text = _USERINFO.sub(r"\1***@", text)
+        if not self._longest:
             return text
         hidden = self._hidden(text)
         if "\\" in text or "%" in text:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from .._config import API_KEY_ENV, BASE_URL_ENV
-from .._security import is_loopback_host
+from .._security import Redactor, is_loopback_host
 from ..testing import API_PREFIX, CONTROL_PREFIX
 from .outcome import CliError, OperationFailed
 from .output import candidates
@@ -49,6 +49,8 @@ class SandboxControl:
         if key and parts.scheme == "http" and not is_loopback_host(parts.hostname):
             key = None  # a bearer key never travels in clear; a remote sandbox will say 401
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        #: What the server says is quoted to the user: never with the key in it.
+        self._redact = Redactor(key or "")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def instance_call(
@@ -92,15 +94,16 @@ class SandboxControl:
                 raw = await response.content.read(_MAX_ANSWER + 1)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
+            said = self._redact(str(exc))
             raise OperationFailed(
-                f"no sandbox answers at {self.root} ({type(exc).__name__}: {exc}); is "
+                f"no sandbox answers at {self.root} ({type(exc).__name__}: {said}); is "
                 "`wachat sandbox` running there?",
                 kind="SandboxUnreachable",
             ) from None
-        return _answer(raw, status, method, path)
+        return _answer(raw, status, method, path, self._redact)
 
 
-def _answer(raw: bytes, status: int, method: str, path: str) -> dict[str, Any]:
+def _answer(raw: bytes, status: int, method: str, path: str, redact: Redactor) -> dict[str, Any]:
     try:
         data = json.loads(raw) if len(raw) <= _MAX_ANSWER else None
     except ValueError:
@@ -112,7 +115,7 @@ def _answer(raw: bytes, status: int, method: str, path: str) -> dict[str, Any]:
         )
     if status >= 400 or data.get("success") is False:
         raise OperationFailed(
-            f"{status} {data.get('error') or 'sandbox control refused'} "
+            f"{status} {redact(str(data.get('error') or 'sandbox control refused'))} "
             f"({method} {CONTROL_PREFIX}{path})",
             kind="SandboxError",
         )

@@ -28,6 +28,8 @@ from wachat_async import (
     SendResult,
     Wachat,
 )
+from wachat_async._config import Settings
+from wachat_async._proxy import proxy_for
 from wachat_async.qr import PNG_SIGNATURE
 from wachat_async.testing import FakeWachat, Fault
 
@@ -92,6 +94,15 @@ async def test_default_headers_arrive_on_every_request(fake: FakeWachat, own_ses
 # -- proxies ------------------------------------------------------------------------------------
 
 
+#: A plain-http API's name that only the proxy below resolves (to the fake server): an
+#: environment proxy never carries a loopback http call, so those tests need a name that is not.
+HTTP_API_HOST = "api.wachat.test"
+
+
+def http_api(base_url: str) -> str:
+    return base_url.replace("127.0.0.1", HTTP_API_HOST, 1)
+
+
 class ForwardProxy:
     """A loopback HTTP forward proxy: takes absolute-form requests, forwards them, counts them."""
 
@@ -108,6 +119,7 @@ class ForwardProxy:
         self.seen.append(f"{request.method} {target}")
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         body = await request.read()
+        target = target.replace(f"http://{HTTP_API_HOST}:", "http://127.0.0.1:", 1)
         async with self._session.request(
             request.method, target, headers=headers, data=body or None, allow_redirects=False
         ) as upstream:
@@ -146,33 +158,42 @@ async def test_environment_proxy_is_honoured(
     fake: FakeWachat, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, proxy.url)
-    async with AsyncWachat(KEY, base_url=fake.base_url) as wa:
+    base_url = http_api(fake.base_url)
+    async with AsyncWachat(KEY, base_url=base_url, allow_insecure_http=True) as wa:
         await wa.instances.list()
         await wa.instances.create("shop")
     assert len(proxy.seen) == 2
+    assert len(fake.requests) == 2
 
 
-@pytest.mark.parametrize(
-    "no_proxy", ["127.0.0.1", "localhost,127.0.0.1", "*", "127.0.0.1:1,127.0.0.1"]
-)
-async def test_no_proxy_bypasses(
-    fake: FakeWachat, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+async def test_an_environment_proxy_never_carries_a_loopback_http_call(
+    fake: FakeWachat, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.setenv("NO_PROXY", no_proxy)
     async with AsyncWachat(KEY, base_url=fake.base_url) as wa:
         await wa.instances.list()
     assert not proxy.seen
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "no_proxy", ["127.0.0.1", "localhost,127.0.0.1", "*", "127.0.0.1:1,127.0.0.1"]
+)
+def test_no_proxy_bypasses(monkeypatch: pytest.MonkeyPatch, no_proxy: str) -> None:
+    """Decided for an https API on loopback (a loopback http one never takes a proxy)."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    settings = Settings(KEY, base_url="https://127.0.0.1:8443/api/v1")
+    assert proxy_for(settings) == "http://127.0.0.1:3128"
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert proxy_for(settings) is None
+
+
 async def test_trust_env_false_ignores_the_environment(
     fake: FakeWachat, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    async with AsyncWachat(KEY, base_url=fake.base_url, trust_env=False) as wa:
-        await wa.instances.list()
-    assert not proxy.seen
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    settings = Settings(KEY, base_url="https://127.0.0.1:8443/api/v1", trust_env=False)
+    assert proxy_for(settings) is None
     async with AsyncWachat(KEY, base_url=fake.base_url, proxy=proxy.url, trust_env=False) as wa:
         await wa.instances.list()  # an explicit proxy is not the environment's
     assert len(proxy.seen) == 1
@@ -210,21 +231,21 @@ def test_sync_client_honours_the_environment(
     seen: list[str] = []
     with proxy_in_thread(seen) as proxy_url:
         monkeypatch.setenv("HTTP_PROXY", proxy_url)
-        with Wachat(SANDBOX_KEY, base_url=thread_server.base_url) as wa:
+        remote = http_api(thread_server.base_url)
+        with Wachat(SANDBOX_KEY, base_url=remote, allow_insecure_http=True) as wa:
             wa.instances.list()
         assert len(seen) == 1
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        with Wachat(SANDBOX_KEY, base_url=thread_server.base_url) as wa:
-            wa.instances.list()
-        assert len(seen) == 1
+        monkeypatch.setenv("NO_PROXY", HTTP_API_HOST)
+        with Wachat(SANDBOX_KEY, base_url=remote, allow_insecure_http=True) as wa:
+            assert proxy_for(wa.settings) is None  # so it would go direct (the name is fake)
         monkeypatch.delenv("NO_PROXY")
-        with Wachat(SANDBOX_KEY, base_url=thread_server.base_url, trust_env=False) as wa:
+        with Wachat(SANDBOX_KEY, base_url=thread_server.base_url) as wa:  # loopback http
             wa.instances.list()
         assert len(seen) == 1
         with Wachat(SANDBOX_KEY, base_url=thread_server.base_url, proxy=proxy_url) as wa:
             wa.instances.list()
         assert len(seen) == 2
-    assert len(thread_server.requests) == 4
+    assert len(thread_server.requests) == 3
 
 
 @contextlib.contextmanager

@@ -125,12 +125,14 @@ _UPDATE_OUTCOME = (
 
 #: A receipt's status, moved forward only: ``sent`` < ``delivered`` < ``read``, and
 #: ``failed`` only after ``sent`` (the rule of :func:`wachat_async._receipts.advanced`).
+#: Plain ``?`` placeholders, the status given three times: sqlite3 takes numbered ones
+#: (``?1``) with a sequence only until Python 3.14.
 _UPDATE_RECEIPT = """
-UPDATE messages SET receipt = ?1, receipt_at = ?2
-WHERE message_id = ?3 AND CASE COALESCE(receipt, '')
+UPDATE messages SET receipt = ?, receipt_at = ?
+WHERE message_id = ? AND CASE COALESCE(receipt, '')
     WHEN '' THEN 1
-    WHEN 'sent' THEN ?1 != 'sent'
-    WHEN 'delivered' THEN ?1 = 'read'
+    WHEN 'sent' THEN ? != 'sent'
+    WHEN 'delivered' THEN ? = 'read'
     ELSE 0 END
 """
 
@@ -334,7 +336,8 @@ class Journal(Store):
         thread as it closed is written by ``messages.save_receipts``."""
         if self._closed:
             return
-        self.gather(_UPDATE_RECEIPT, (str(status), time.time(), message_id))
+        said = str(status)
+        self.gather(_UPDATE_RECEIPT, (said, time.time(), message_id, said, said))
 
     async def receipt_counts(self, campaign: str) -> list[ReceiptCounts]:
         """Per instance of ``campaign``: sent, delivered, read and failed (see

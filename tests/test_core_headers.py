@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -19,22 +19,24 @@ from wachat_async.testing import FakeWachat
 
 
 @contextlib.asynccontextmanager
-async def recording_front(
-    fake: FakeWachat, wire: bytearray, sock: socket.socket
+async def relaying_front(
+    fake: FakeWachat, sock: socket.socket, on_sent: Callable[[bytes], Awaitable[None]]
 ) -> AsyncIterator[str]:
-    """A loopback relay to ``fake`` that keeps every byte the client sends; yields its base URL."""
+    """A loopback relay to ``fake`` on ``sock`` (a port mapping the fake is told it answers
+    for): ``on_sent`` sees each chunk the client sends before it is relayed (to record it,
+    or hold it); yields the relay's base URL."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(fake.host, fake.port)
 
         async def pipe(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bool
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, upstream: bool
         ) -> None:
             try:
                 while data := await source.read(65536):
-                    if record:
-                        wire.extend(data)
+                    if upstream:
+                        await on_sent(data)
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -59,6 +61,17 @@ async def recording_front(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+def recording_front(
+    fake: FakeWachat, wire: bytearray, sock: socket.socket
+) -> contextlib.AbstractAsyncContextManager[str]:
+    """A relay to ``fake`` that keeps every byte the client sends in ``wire``."""
+
+    async def record(data: bytes) -> None:
+        wire.extend(data)
+
+    return relaying_front(fake, sock, record)
 
 
 @pytest.mark.parametrize("own_session", [False, True])

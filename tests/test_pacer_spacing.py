@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import FAST_RETRY, KEY
+from tests.test_core_headers import relaying_front
 from tests.test_core_proxy import front_address, reserved_port
 from wachat_async import AsyncWachat, BroadcastStatus, Pace, SendSpec, TextMessage
 from wachat_async.testing import FakeWachat
@@ -30,45 +31,16 @@ CLOCKS = 0.002
 async def late_front(fake: FakeWachat, sock: socket.socket, delay: float) -> AsyncIterator[str]:
     """A loopback relay to ``fake`` that holds the first send's bytes for ``delay`` seconds
     before relaying them (and what follows on that connection); yields its base URL."""
-    tasks: set[asyncio.Task[None]] = set()
     held = asyncio.Event()
 
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(fake.host, fake.port)
+    async def hold_the_first_send(data: bytes) -> None:
+        if b"POST /api/v1/send/" in data and not held.is_set():
+            held.set()
+            await asyncio.sleep(delay)
 
-        async def pipe(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, upstream: bool
-        ) -> None:
-            try:
-                while data := await source.read(65536):
-                    if upstream and b"POST /api/v1/send/" in data and not held.is_set():
-                        held.set()
-                        await asyncio.sleep(delay)
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-        finally:
-            tasks.discard(task)
-
-    server = await asyncio.start_server(relay, sock=sock)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1"
-    finally:
-        assert held.is_set(), "no send went through the front"
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+    async with relaying_front(fake, sock, hold_the_first_send) as base_url:
+        yield base_url
+    assert held.is_set(), "no send went through the front"
 
 
 @pytest.mark.parametrize(

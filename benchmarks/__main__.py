@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.server import CREATED
+from benchmarks.server import CREATED, spawned
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -307,18 +307,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    assert server.stdin is not None
-    root = f"http://127.0.0.1:{server.stdout.readline().strip()}"
-    base = {size: f"{root}/{size}/api/v1" for size in CREATED}
-    try:
+    with spawned(ROOT) as root:
+        base = {size: f"{root}/{size}/api/v1" for size in CREATED}
         if args.only:
             for label, size, op, case, floor, concurrency in COUNTED:
                 if label.startswith(tuple(args.only)):
@@ -368,9 +358,6 @@ def main() -> None:
                 }
             )
             print(f"counted {label}: {mine / theirs:.3f}", file=sys.stderr)
-    finally:
-        server.stdin.close()
-        server.wait(timeout=30)
 
     cases = []
     for (_case, op, concurrency), case_runs in runs.items():

@@ -118,17 +118,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", metavar="REV", help="also measure the library at REV")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    assert server.stdin is not None
-    base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/min/api/v1"
-    try:
+    from benchmarks.server import spawned
+
+    with spawned(ROOT) as root:
+        base_url = f"{root}/min/api/v1"
         with tempfile.TemporaryDirectory() as tmp:
             trees: dict[str, str | None] = dict.fromkeys(CASES)
             if args.before:
@@ -137,9 +130,6 @@ def main() -> None:
                 case: statistics.median(per_call(case, base_url, tree) for _ in range(args.repeats))
                 for case, tree in trees.items()
             }
-    finally:
-        server.stdin.close()
-        server.wait()
     print("| case | instructions/call | vs off |")
     print("|---|---:|---:|")
     for case, count in counts.items():

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -137,6 +140,26 @@ async def serve() -> None:
     print(port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
     await runner.cleanup()
+
+
+@contextlib.contextmanager
+def spawned(cwd: str | os.PathLike[str]) -> Iterator[str]:
+    """This server in a process of its own (so its work is not counted as the client's), for
+    the ``with`` block; yields its root URL (``http://127.0.0.1:PORT``)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    assert server.stdout is not None
+    assert server.stdin is not None
+    try:
+        yield f"http://127.0.0.1:{server.stdout.readline().strip()}"
+    finally:
+        server.stdin.close()  # its signal to stop
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
